@@ -1,0 +1,1 @@
+"""Audio sources, decoding and the COLA pair pipeline."""

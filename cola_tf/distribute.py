@@ -1,0 +1,44 @@
+"""Strategy selection (through Model Garden's distribute_utils) and chief/worker paths."""
+import os
+
+import tensorflow as tf
+from official.common import distribute_utils
+
+STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu")
+
+
+def build_strategy(name="default", tpu_address=None, devices=None):
+  """'tpu' resolves `tpu_address` ('' or 'local' on a TPU VM, a name or grpc:// address) and
+  initialises the TPU system; 'mirrored' uses all local GPUs, or `devices` if given;
+  'multi_worker_mirrored' reads TF_CONFIG; 'default' is the no-op strategy."""
+  if name not in STRATEGIES:
+    raise ValueError(f"train.strategy must be one of {STRATEGIES}, got {name!r}")
+  if name == "default":
+    return tf.distribute.get_strategy()
+  if name == "mirrored" and devices:
+    return tf.distribute.MirroredStrategy(devices=list(devices))
+  if name == "tpu" and tpu_address is None:
+    raise ValueError("train.strategy='tpu' needs train.tpu_address (or --tpu): '' or 'local' "
+                     "on a TPU VM, else the TPU name or grpc:// address")
+  return distribute_utils.get_distribution_strategy(
+      distribution_strategy=name, num_gpus=len(tf.config.list_physical_devices("GPU")),
+      tpu_address=tpu_address)
+
+
+def is_chief(strategy):
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or isinstance(strategy, tf.distribute.TPUStrategy):
+    return True
+  task_type, task_id = resolver.task_type, resolver.task_id
+  if task_type in (None, "chief"):
+    return True
+  cluster = resolver.cluster_spec().as_dict()
+  return task_type == "worker" and task_id == 0 and "chief" not in cluster
+
+
+def write_dir(model_dir, strategy):
+  """Chief writes to model_dir; other workers to a scratch dir (saving is collective)."""
+  if is_chief(strategy):
+    return model_dir
+  resolver = strategy.cluster_resolver
+  return os.path.join(model_dir, ".workers", f"{resolver.task_type}_{resolver.task_id}")

@@ -1,0 +1,47 @@
+"""AdamW with linear warmup + cosine decay, built by Model Garden's optimizer factory."""
+import gin
+from official.modeling.optimization import optimizer_factory
+from official.modeling.optimization.configs import optimization_config
+
+# Norm parameters, biases and layer scales get no weight decay (matched on variable names).
+NO_DECAY = ["bias", "norm", "_bn", "bn/", "gamma", "beta", "layer_scale"]
+
+
+@gin.configurable(denylist=["total_steps", "steps_per_epoch", "global_batch_size"])
+def build_adamw(total_steps, steps_per_epoch, learning_rate=1e-3, batch_size_scaling=None,
+                    global_batch_size=None, warmup_epochs=None, warmup_steps=None,
+                    weight_decay=0.0, end_learning_rate_fraction=0.0, gradient_clip_norm=0.0,
+                    beta_1=0.9, beta_2=0.999, epsilon=1e-8):
+  """Returns (optimizer, schedule).
+
+  Peak LR = learning_rate * global_batch_size / batch_size_scaling when batch_size_scaling is
+  set (the recipe's lr * batch / 256), else learning_rate. Linear warmup from 0 over
+  warmup_steps (or warmup_epochs * steps_per_epoch), then cosine decay reaching
+  end_learning_rate_fraction * peak exactly at total_steps.
+  """
+  peak = float(learning_rate)
+  if batch_size_scaling:
+    if not global_batch_size:
+      raise ValueError("build_adamw: batch_size_scaling needs global_batch_size")
+    peak *= global_batch_size / float(batch_size_scaling)
+  if warmup_steps is None:
+    warmup_steps = int(round((warmup_epochs or 0.0) * steps_per_epoch))
+  if not 0 <= warmup_steps < total_steps:
+    raise ValueError(f"build_adamw: warmup_steps {warmup_steps} must be in [0, "
+                     f"total_steps={total_steps})")
+  config = {
+      "optimizer": {"type": "adamw", "adamw": {
+          "weight_decay_rate": float(weight_decay), "exclude_from_weight_decay": NO_DECAY,
+          "gradient_clip_norm": float(gradient_clip_norm), "beta_1": beta_1,
+          "beta_2": beta_2, "epsilon": epsilon}},
+      "learning_rate": {"type": "cosine", "cosine": {
+          "initial_learning_rate": peak, "decay_steps": total_steps - warmup_steps,
+          "alpha": float(end_learning_rate_fraction), "offset": warmup_steps}},
+  }
+  if warmup_steps > 0:
+    config["warmup"] = {"type": "linear", "linear": {
+        "warmup_steps": warmup_steps, "warmup_learning_rate": 0.0}}
+  factory = optimizer_factory.OptimizerFactory(
+      optimization_config.OptimizationConfig(config))
+  schedule = factory.build_learning_rate()
+  return factory.build_optimizer(schedule), schedule

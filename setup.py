@@ -1,0 +1,26 @@
+"""cola_tf: COLA contrastive audio pretraining in TensorFlow 2, with a HEAR-API module."""
+from setuptools import find_packages, setup
+
+setup(
+    name="cola_tf",
+    version="0.1.0",
+    description="COLA contrastive audio pretraining (TF2, tf_keras, gin, tf.distribute) "
+                "with a HEAR-API module",
+    python_requires=">=3.10,<3.13",
+    packages=find_packages(include=["cola_tf", "cola_tf.*", "hear_module", "hear_module.*"]),
+    install_requires=[
+        "tensorflow==2.20.*",
+        "tf-keras~=2.20.0",
+        "tf-models-official==2.20.*",
+        "gin-config>=0.5.0",
+        "numpy>=2.0",
+        "scipy>=1.10",
+        "soundfile>=0.12",
+        "absl-py>=1.0",
+    ],
+    extras_require={
+        # Native FLAC/MP3/OGG ops; they fail to load on TF 2.20, so never required.
+        "tfio": ["tensorflow-io==0.37.1"],
+        "test": ["pytest>=8"],
+    },
+)
