@@ -1,0 +1,79 @@
+"""Random crop pairs and batched SpecAugment."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cola_tf import augment
+
+
+def _offset(waveform, crop):
+  hits = [i for i in range(len(waveform) - len(crop) + 1)
+          if np.array_equal(waveform[i:i + len(crop)], crop)]
+  assert len(hits) == 1
+  return hits[0]
+
+
+def test_crops_are_windows_of_the_clip_and_independent():
+  wave = np.arange(5000, dtype=np.float32)
+  starts = []
+  for s in range(20):
+    pair = augment.random_crop_pair(wave, 1000, tf.constant([7, s])).numpy()
+    assert pair.shape == (2, 1000)
+    starts.append((_offset(wave, pair[0]), _offset(wave, pair[1])))
+  starts = np.array(starts)
+  assert starts.min() >= 0 and starts.max() <= 4000
+  assert (starts[:, 0] != starts[:, 1]).mean() > 0.9  # two crops drawn independently
+  assert len(set(starts[:, 0])) > 15  # different per seed
+  again = augment.random_crop_pair(wave, 1000, tf.constant([7, 3])).numpy()
+  np.testing.assert_array_equal(again[0], wave[starts[3, 0]:starts[3, 0] + 1000])
+
+
+def test_short_clip_is_zero_padded():
+  wave = np.ones(300, np.float32)
+  pair = augment.random_crop_pair(wave, 1000, tf.constant([0, 0])).numpy()
+  for crop in pair:
+    np.testing.assert_array_equal(crop[:300], 1.0)
+    np.testing.assert_array_equal(crop[300:], 0.0)
+
+
+def test_spec_augment_masks_each_example_independently_with_narrow_bands():
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((64, 96, 64)).astype(np.float32) + 5.0
+  y = augment.spec_augment(x, tf.constant([1, 2])).numpy()
+  patterns = set()
+  for i in range(64):
+    changed = y[i] != x[i]
+    fill = x[i].mean()
+    np.testing.assert_allclose(y[i][changed], fill, rtol=1e-6)
+    full_time = np.where(changed.all(axis=1))[0]   # masked frames (whole rows)
+    full_freq = np.where(changed.all(axis=0))[0]   # masked mel bins (whole columns)
+    # Every changed cell lies in a masked frame or a masked bin.
+    assert np.all(changed == (np.isin(np.arange(96), full_time)[:, None]
+                              | np.isin(np.arange(64), full_freq)[None, :]))
+    assert len(full_time) <= 18 and len(full_freq) <= 18  # 2 masks of width < 10
+    patterns.add((tuple(full_time), tuple(full_freq)))
+  assert len(patterns) > 50
+
+
+def test_spec_augment_width_bound_and_rank_check():
+  x = np.zeros((200, 96, 64), np.float32) + np.arange(64, dtype=np.float32)
+  y = augment.spec_augment(x, tf.constant([3, 4]), num_time_masks=0, num_freq_masks=1,
+                           freq_mask_width=10).numpy()
+  widths = [(y[i] != x[i]).all(axis=0).sum() for i in range(200)]
+  assert max(widths) == 9 and min(widths) == 0
+  with pytest.raises(ValueError, match=r"\[batch, frames, mels\]"):
+    augment.spec_augment(x[0], tf.constant([0, 0]))
+
+
+@pytest.mark.parametrize("mode,anchor_changed,positive_changed",
+                         [("positive", False, True), ("both", True, True), ("none", False, False)])
+def test_augment_pair_modes(mode, anchor_changed, positive_changed):
+  x = np.random.default_rng(1).standard_normal((16, 96, 64)).astype(np.float32)
+  a, p = (np.asarray(t) for t in augment.augment_pair(x, x, tf.constant([5, 6]), mode))
+  assert (not np.array_equal(a, x)) == anchor_changed
+  assert (not np.array_equal(p, x)) == positive_changed
+
+
+def test_unknown_mode_is_an_error():
+  with pytest.raises(ValueError, match="positive"):
+    augment.augment_pair(np.zeros((1, 4, 4)), np.zeros((1, 4, 4)), tf.constant([0, 0]), "anchor")

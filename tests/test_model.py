@@ -1,0 +1,90 @@
+"""Projection head, similarities, the contrastive loss, and global negatives."""
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+
+from cola_tf import encoders
+from cola_tf import model as model_lib
+
+
+def _tiny_encoder():
+  return encoders.small_cnn((96, 64), channels=(4, 8))
+
+
+def test_loss_and_accuracy_on_a_hand_computed_3x3_case():
+  logits = tf.constant([[2.0, 0.0, 0.0], [0.0, 1.0, 3.0], [1.0, 1.0, 1.0]])
+  want = [
+      -math.log(math.exp(2) / (math.exp(2) + 2)),
+      -math.log(math.exp(1) / (1 + math.exp(1) + math.exp(3))),
+      -math.log(1 / 3),
+  ]
+  np.testing.assert_allclose(model_lib.contrastive_loss(logits).numpy(), want, rtol=1e-6)
+  np.testing.assert_array_equal(model_lib.contrastive_accuracy(logits).numpy(), [1, 0, 0])
+  shifted = model_lib.contrastive_loss(logits, labels=tf.constant([0, 2, 1])).numpy()
+  assert shifted[1] == pytest.approx(-math.log(math.exp(3) / (1 + math.exp(1) + math.exp(3))))
+
+
+def test_head_embeddings_are_tanh_bounded_float32():
+  m = model_lib.ColaModel(encoder=_tiny_encoder()).build_for((96, 64))
+  z = m.embed(tf.random.normal([5, 96, 64]))
+  assert z.shape == (5, 512) and z.dtype == tf.float32
+  assert np.all(np.abs(z.numpy()) < 1.0)
+
+
+def test_cosine_temperature_really_scales_the_logits():
+  enc = _tiny_encoder()
+  warm = model_lib.ColaModel(encoder=enc, similarity="cosine", temperature=0.5).build_for((96, 64))
+  cold = model_lib.ColaModel(encoder=enc, similarity="cosine", temperature=0.1)
+  cold.build_for((96, 64))
+  cold.projection.set_weights(warm.projection.get_weights())
+  cold.layer_norm.set_weights(warm.layer_norm.get_weights())
+  x = tf.random.normal([4, 96, 64])
+  lw, lc = warm((x, x)).numpy(), cold((x, x)).numpy()
+  np.testing.assert_allclose(lc, 5.0 * lw, rtol=1e-5, atol=1e-5)
+  assert np.all(np.abs(lw) <= 2.0 + 1e-5)  # |cos| / 0.5
+  loss_w = model_lib.contrastive_loss(tf.constant(lw)).numpy()
+  loss_c = model_lib.contrastive_loss(tf.constant(lc)).numpy()
+  assert not np.allclose(loss_w, loss_c)
+
+
+def test_temperature_with_bilinear_is_an_error_and_cosine_needs_one():
+  with pytest.raises(ValueError, match="no effect with bilinear"):
+    model_lib.ColaModel(encoder=_tiny_encoder(), similarity="bilinear", temperature=0.1)
+  with pytest.raises(ValueError, match="needs a temperature"):
+    model_lib.ColaModel(encoder=_tiny_encoder(), similarity="cosine")
+  with pytest.raises(ValueError, match="similarity"):
+    model_lib.ColaModel(encoder=_tiny_encoder(), similarity="dot")
+
+
+def test_global_negatives_gather_positives_from_every_replica():
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  with strategy.scope():
+    m = model_lib.ColaModel(encoder=_tiny_encoder()).build_for((96, 64))
+  anchors = tf.random.normal([8, 512])
+  positives = tf.random.normal([8, 512])
+  full = m.logits(tf.tanh(anchors), tf.tanh(positives)).numpy()
+
+  def run(negatives):
+    def fn(ctx):
+      i = ctx.replica_id_in_sync_group
+      a = tf.tanh(anchors[i * 4:(i + 1) * 4])
+      p = tf.tanh(positives[i * 4:(i + 1) * 4])
+      return model_lib.replica_logits_and_labels(m, a, p, negatives)
+    return strategy.run(tf.function(lambda: fn(tf.distribute.get_replica_context())))
+
+  logits, labels = run("global")
+  got = [strategy.experimental_local_results(t) for t in (logits, labels)]
+  for i in range(2):
+    assert got[0][i].shape == (4, 8)  # 4 anchors x the 8 positives of the global batch
+    np.testing.assert_allclose(got[0][i].numpy(), full[i * 4:(i + 1) * 4], rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(got[1][i].numpy(), np.arange(4) + 4 * i)
+  logits, labels = run("replica")
+  for i, (lg, lb) in enumerate(zip(*(strategy.experimental_local_results(t)
+                                     for t in (logits, labels)))):
+    assert lg.shape == (4, 4)
+    np.testing.assert_array_equal(lb.numpy(), np.arange(4))
+    np.testing.assert_allclose(lg.numpy(), full[i * 4:(i + 1) * 4, i * 4:(i + 1) * 4],
+                               rtol=1e-4, atol=1e-4)
