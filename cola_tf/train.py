@@ -95,7 +95,10 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
           global_batch_size=64, epochs=None, total_steps=None, steps_per_epoch=None,
           steps_per_loop=10, checkpoint_every=100, keep_checkpoints=3, crop_seconds=0.96,
           negatives="replica", precision=None, jit_compile=False, seed=0):
-  """Pretrains COLA into `model_dir`; returns the final {'step', 'loss', 'accuracy'}.
+  """Pretrains COLA into `model_dir`.
+
+  Returns a dict: final 'step', 'start_step' (> 0 when resumed), final 'loss' and 'accuracy',
+  'history' [(step, loss, accuracy)] per loop, the 'model', 'optimizer' and last 'checkpoint'.
 
   Args:
     source: where clips come from (e.g. `@SyntheticSource()`, `@FolderSource()`).
@@ -145,6 +148,9 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
     optimizer, schedule = optimization.build_adamw(
         total_steps, steps_per_epoch, global_batch_size=global_batch_size)
     step_counter = optimizer.iterations
+    # Create the Adam slots now (not lazily inside the first step) so a restore fills them
+    # at once and their names do not depend on where the first step was traced.
+    optimizer._create_all_weights(model.trainable_variables)  # pylint: disable=protected-access
     metrics = (tf_keras.metrics.Mean("loss"), tf_keras.metrics.Mean("contrastive_accuracy"))
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
   manager = tf.train.CheckpointManager(checkpoint, out_dir, max_to_keep=keep_checkpoints,
@@ -183,6 +189,7 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
   writer = (tf.summary.create_file_writer(os.path.join(model_dir, "train")) if chief
             else tf.summary.create_noop_writer())
   step, loss, accuracy = start_step, float("nan"), float("nan")
+  history = []
   recent_rate = None
   last_saved = start_step
   while step < total_steps:
@@ -200,6 +207,7 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
           f"loss became {loss} between steps {step} and {new_step}; stopping. The last good "
           f"checkpoint ({manager.latest_checkpoint or 'none'}) is kept in {out_dir}")
     step = new_step
+    history.append((step, loss, accuracy))
     rate = num_steps * global_batch_size / elapsed
     recent_rate = rate if recent_rate is None or step - num_steps == start_step else (
         0.7 * recent_rate + 0.3 * rate)
@@ -222,7 +230,8 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
     tf.io.gfile.rmtree(out_dir)
   log(f"done at step {step}: loss {loss:.4f}, contrastive accuracy {accuracy:.3f} "
       f"(chance {1 / (negatives_per_anchor + 1):.3f}); checkpoints in {model_dir}")
-  return {"step": step, "loss": loss, "accuracy": accuracy, "model": model,
+  return {"step": step, "start_step": start_step, "loss": loss, "accuracy": accuracy,
+          "history": history, "model": model, "optimizer": optimizer,
           "checkpoint": manager.latest_checkpoint}
 
 

@@ -1,0 +1,156 @@
+"""Training end to end: tiny.gin, resume (budget extension, SIGKILL), NaN stop, Mirrored."""
+import glob
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cola_tf import train as train_lib
+from conftest import REPO, subprocess_env
+
+TINY = os.path.join(REPO, "gin", "tiny.gin")
+FAST = ["SyntheticSource.num_clips = 64", "train.global_batch_size = 16",
+        "train.steps_per_loop = 5", "train.checkpoint_every = 10",
+        "build_adamw.warmup_steps = 5"]
+
+
+def _run_in_process(model_dir, params):
+  gin.clear_config()
+  train_lib.parse_gin([TINY], FAST + params, model_dir)
+  return train_lib.train(model_dir)
+
+
+def _cli(model_dir, *params):
+  args = [sys.executable, "-m", "cola_tf.train", "--gin_file", TINY, "--model_dir", model_dir]
+  for p in params:
+    args += ["--gin_param", p]
+  return args
+
+
+def test_tiny_gin_end_to_end_learns(tmp_path):
+  """README command 1 as users run it; its contrastive accuracy ends far above chance."""
+  model_dir = str(tmp_path / "tiny")
+  proc = subprocess.run(_cli(model_dir), cwd=REPO, env=subprocess_env(), capture_output=True,
+                        text=True, timeout=900)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  done = re.search(r"done at step 200: loss ([\d.]+), contrastive accuracy ([\d.]+) "
+                   r"\(chance ([\d.]+)\)", proc.stdout)
+  assert done, proc.stdout[-2000:]
+  accuracy, chance = float(done.group(2)), float(done.group(3))
+  assert chance == pytest.approx(1 / 64, abs=1e-3)
+  assert accuracy > 0.4, proc.stdout[-2000:]
+  assert re.search(r"step 100/200 \(50%\) \| loss [\d.]+ \| acc [\d.]+ \| lr [\d.e+-]+ \| "
+                   r"[\d.]+ clips/s \| ETA \d+:\d\d:\d\d", proc.stdout)
+  assert tf.train.latest_checkpoint(model_dir).endswith("ckpt-200")
+  assert glob.glob(os.path.join(model_dir, "train", "events.out.tfevents.*"))
+  operative = open(os.path.join(model_dir, "operative_config.gin")).read()
+  for binding in ("train.total_steps = 200", "build_encoder.name = 'small_cnn'",
+                  "LogMelFrontend.num_mel_bins = 64", "spec_augment.freq_mask_width = 10"):
+    assert binding in operative
+  tags = set()
+  for path in glob.glob(os.path.join(model_dir, "train", "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      tags.update(v.tag for v in event.summary.value)
+  assert {"loss", "contrastive_accuracy", "learning_rate", "clips_per_second"} <= tags
+
+
+def test_resume_with_a_larger_budget_continues_with_saved_weights_and_state(tmp_path, clean_gin):
+  model_dir = str(tmp_path / "resume")
+  first = _run_in_process(model_dir, ["train.total_steps = 20"])
+  assert first["step"] == 20 and first["start_step"] == 0
+  def values(variables):
+    named = {v.name: v.numpy() for v in variables}
+    assert len(named) == len(variables)
+    return named
+
+  saved = values(first["model"].weights)
+  slots = values(first["optimizer"].variables())
+
+  # Same budget again: nothing to train; what is loaded is exactly what was saved.
+  same = _run_in_process(model_dir, ["train.total_steps = 20"])
+  assert same["start_step"] == 20 and same["history"] == []
+  for before, after in ((saved, values(same["model"].weights)),
+                        (slots, values(same["optimizer"].variables()))):
+    assert before.keys() == after.keys()
+    for name in before:
+      np.testing.assert_array_equal(before[name], after[name], err_msg=name)
+
+  longer = _run_in_process(model_dir, ["train.total_steps = 30"])
+  assert longer["start_step"] == 20 and longer["step"] == 30
+  assert [h[0] for h in longer["history"]] == [25, 30]
+  opt = longer["optimizer"]
+  assert int(opt.iterations.numpy()) == 30
+  assert tf.train.latest_checkpoint(model_dir).endswith("ckpt-30")
+
+
+def test_sigkill_mid_run_resumes_from_the_last_checkpoint(tmp_path):
+  model_dir = str(tmp_path / "killed")
+  params = FAST + ["train.total_steps = 60"]
+  proc = subprocess.Popen(_cli(model_dir, *params), cwd=REPO, env=subprocess_env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  deadline = time.time() + 300
+  while time.time() < deadline and not glob.glob(os.path.join(model_dir, "ckpt-20.index")):
+    assert proc.poll() is None, proc.stdout.read()[-3000:]
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  killed_at = int(tf.train.latest_checkpoint(model_dir).rsplit("-", 1)[1])
+  assert 20 <= killed_at < 60
+  # Restart with no gin file at all: the operative config in model_dir is reloaded.
+  args = [sys.executable, "-m", "cola_tf.train", "--model_dir", model_dir]
+  again = subprocess.run(args, cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
+                         timeout=600)
+  assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+  assert f"resumed from {os.path.join(model_dir, f'ckpt-{killed_at}')} at step {killed_at}" \
+      in again.stdout
+  assert "done at step 60" in again.stdout
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path):
+  model_dir = str(tmp_path / "nan")
+  ok = subprocess.run(_cli(model_dir, *FAST, "train.total_steps = 10"), cwd=REPO,
+                      env=subprocess_env(), capture_output=True, text=True, timeout=600)
+  assert ok.returncode == 0, ok.stderr[-3000:]
+  good = tf.train.load_checkpoint(os.path.join(model_dir, "ckpt-10"))
+  bad = subprocess.run(_cli(model_dir, "train.total_steps = 40", "build_adamw.learning_rate = 1e30",
+                            "build_adamw.warmup_steps = 0"),
+                       cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=600)
+  assert bad.returncode == 1
+  assert re.search(r"ERROR: loss became nan between steps 10 and \d+; stopping\. The last good "
+                   r"checkpoint \(.*ckpt-10\) is kept", bad.stdout), bad.stdout[-2000:]
+  assert tf.train.latest_checkpoint(model_dir).endswith("ckpt-10")
+  after = tf.train.load_checkpoint(os.path.join(model_dir, "ckpt-10"))
+  for name in good.get_variable_to_shape_map():
+    np.testing.assert_array_equal(good.get_tensor(name), after.get_tensor(name))
+
+
+def test_mirrored_two_devices_global_negatives_loss_goes_down(tmp_path, clean_gin):
+  result = _run_in_process(str(tmp_path / "mirrored"), [
+      "train.strategy = 'mirrored'", "train.devices = ['/cpu:0', '/cpu:1']",
+      "train.negatives = 'global'", "train.total_steps = 40", "train.global_batch_size = 32"])
+  losses = [h[1] for h in result["history"]]
+  assert len(losses) == 8 and all(np.isfinite(losses))
+  assert np.mean(losses[-2:]) < 0.7 * losses[0], losses
+  assert result["accuracy"] > 2 / 32
+
+
+def test_bad_configuration_errors_name_the_setting(tmp_path, clean_gin):
+  with pytest.raises(ValueError, match="train.negatives"):
+    _run_in_process(str(tmp_path / "a"), ["train.negatives = 'all'"])
+  with pytest.raises(ValueError, match="global_batch_size=15 is not divisible"):
+    _run_in_process(str(tmp_path / "b"), ["train.strategy = 'mirrored'",
+                                           "train.devices = ['/cpu:0', '/cpu:1']",
+                                           "train.global_batch_size = 15"])
+  with pytest.raises(ValueError, match="FolderSource.root"):
+    _run_in_process(str(tmp_path / "c"), ["train.source = @FolderSource()",
+                                           f"FolderSource.root = '{tmp_path}/missing'"])
+  gin.clear_config()
+  with pytest.raises(ValueError, match="no gin config"):
+    train_lib.parse_gin([], [], str(tmp_path / "empty"))
