@@ -70,6 +70,12 @@ def parse_gin(gin_files=(), gin_params=(), model_dir=None):
   return configs
 
 
+def model_input_shape(frontend, crop_seconds):
+  """(frames, mels) of one training crop: what the encoder is built for."""
+  crop_samples = int(round(crop_seconds * frontend.sample_rate))
+  return (frontend.num_frames(crop_samples), frontend.num_mel_bins)
+
+
 def _make_step_fn(model, optimizer, metrics, negatives, global_batch_size):
   loss_metric, accuracy_metric = metrics
 
@@ -139,8 +145,7 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
     if epochs is None:
       raise ValueError("set train.total_steps or train.epochs")
     total_steps = int(round(epochs * steps_per_epoch))
-  crop_samples = int(round(crop_seconds * frontend.sample_rate))
-  input_shape = (frontend.num_frames(crop_samples), frontend.num_mel_bins)
+  input_shape = model_input_shape(frontend, crop_seconds)
 
   with strategy.scope():
     model = model_lib.ColaModel(encoder=encoders.build_encoder(input_shape=input_shape))
