@@ -33,19 +33,18 @@ def test_two_workers_train_in_lockstep(tmp_path):
   for index in range(2):
     env = subprocess_env()
     env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-    args = [sys.executable, os.path.join(REPO, "tests", "mwms_worker.py"), model_dir,
-            str(tmp_path / f"weights{index}.npz"), os.path.join(REPO, "gin", "tiny.gin"), *params]
+    args = [sys.executable, os.path.join(REPO, "tests", "train_worker.py"), model_dir,
+            str(tmp_path / f"weights{index}"), "1", os.path.join(REPO, "gin", "tiny.gin"),
+            *params]
     procs.append(subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True))
-  outputs = []
-  for p in procs:
-    try:
-      out, _ = p.communicate(timeout=600)
-    finally:
-      for q in procs:
-        if q.poll() is None:
-          q.kill()
-    outputs.append(out)
+  try:
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  for p, out in zip(procs, outputs):
     assert p.returncode == 0, out[-4000:]
   assert "2 replica(s), global batch 16 (8 per replica), 15 negatives/anchor" in outputs[0]
   assert "done at step 6" in outputs[0] and "done at step 6" in outputs[1]

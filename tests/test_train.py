@@ -1,5 +1,6 @@
 """Training end to end: tiny.gin, resume (budget extension, SIGKILL), NaN stop, Mirrored."""
 import glob
+import json
 import os
 import re
 import signal
@@ -131,10 +132,19 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     np.testing.assert_array_equal(good.get_tensor(name), after.get_tensor(name))
 
 
-def test_mirrored_two_devices_global_negatives_loss_goes_down(tmp_path, clean_gin):
-  result = _run_in_process(str(tmp_path / "mirrored"), [
-      "train.strategy = 'mirrored'", "train.devices = ['/cpu:0', '/cpu:1']",
-      "train.negatives = 'global'", "train.total_steps = 40", "train.global_batch_size = 32"])
+def test_mirrored_two_devices_global_negatives_loss_goes_down(tmp_path):
+  # A fresh process: collectives of other tests' strategies must not share its instance keys.
+  out = str(tmp_path / "result")
+  params = FAST + ["train.strategy = 'mirrored'", "train.devices = ['/cpu:0', '/cpu:1']",
+                   "train.negatives = 'global'", "train.total_steps = 40",
+                   "train.global_batch_size = 32"]
+  proc = subprocess.run([sys.executable, os.path.join(REPO, "tests", "train_worker.py"),
+                         str(tmp_path / "mirrored"), out, "2", TINY, *params], cwd=REPO,
+                        env=subprocess_env(), capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  assert "2 replica(s), global batch 32 (16 per replica), 31 negatives/anchor" in proc.stdout
+  with open(out + ".json") as f:
+    result = json.load(f)
   losses = [h[1] for h in result["history"]]
   assert len(losses) == 8 and all(np.isfinite(losses))
   assert np.mean(losses[-2:]) < 0.7 * losses[0], losses

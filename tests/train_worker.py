@@ -1,0 +1,28 @@
+"""Runs `train()` in a fresh process for tests that need one (multi-worker, or several
+logical CPU devices without collectives left over from other tests).
+
+usage: train_worker.py MODEL_DIR OUT_PREFIX LOGICAL_CPUS GIN_FILE [GIN_PARAM ...]
+Writes OUT_PREFIX.npz (final weights by variable name) and OUT_PREFIX.json (history).
+"""
+import json
+import sys
+
+import tensorflow as tf
+
+
+def main(model_dir, out_prefix, logical_cpus, gin_file, *params):
+  if int(logical_cpus) > 1:
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * int(logical_cpus))
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from cola_tf import train as train_lib  # pylint: disable=import-outside-toplevel
+  train_lib.parse_gin([gin_file], list(params), None)
+  result = train_lib.train(model_dir)
+  np.savez(out_prefix + ".npz", **{v.name: v.numpy() for v in result["model"].weights})
+  with open(out_prefix + ".json", "w") as f:
+    json.dump({k: result[k] for k in ("step", "start_step", "loss", "accuracy", "history")}, f)
+
+
+if __name__ == "__main__":
+  main(*sys.argv[1:])
