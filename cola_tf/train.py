@@ -7,6 +7,7 @@ metrics, TensorBoard summaries, a progress line and (every `checkpoint_every` st
 checkpoint. The operative gin config is written to model_dir and parsed first when a run
 resumes there, so `python -m cola_tf.train --model_dir DIR` continues a run as configured.
 """
+import logging
 import os
 import sys
 import time
@@ -15,6 +16,7 @@ import time
 import official.modeling.optimization  # noqa: F401  pylint: disable=unused-import
 from absl import app
 from absl import flags
+from absl import logging as absl_logging
 import gin
 import numpy as np
 import tensorflow as tf
@@ -30,6 +32,18 @@ from cola_tf.data import sources  # noqa: F401  pylint: disable=unused-import
 from cola_tf.data import synthetic  # noqa: F401  pylint: disable=unused-import
 
 OPERATIVE_CONFIG = "operative_config.gin"
+
+
+class _QuietGinResourceProbe(logging.Filter):
+  """gin logs an ERROR each time it probes an `include` as a Python resource before finding
+  it on the search path; that is not an error, so it is dropped."""
+
+  def filter(self, record):
+    return not (record.module == "resource_reader" and
+                str(record.msg).startswith("Path not found"))
+
+
+logging.getLogger().addFilter(_QuietGinResourceProbe())
 PRECISIONS = (None, "float32", "mixed_bfloat16")
 
 
@@ -252,6 +266,8 @@ flags.DEFINE_string("tpu", None, "TPU name or address: sets train.strategy = 'tp
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not FLAGS["verbosity"].present:  # library INFO chatter off unless asked for (-v 0)
+    absl_logging.set_verbosity(absl_logging.WARNING)
   model_dir = FLAGS.model_dir
   if model_dir is None:
     if not FLAGS.gin_file:
