@@ -27,6 +27,7 @@ from cola_tf import encoders
 from cola_tf import frontend as frontend_lib
 from cola_tf import model as model_lib
 from cola_tf import optimization
+from cola_tf.data import audio as audio_lib
 from cola_tf.data import pipeline
 from cola_tf.data import sources  # noqa: F401  pylint: disable=unused-import
 from cola_tf.data import synthetic  # noqa: F401  pylint: disable=unused-import
@@ -151,10 +152,9 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
   tf.io.gfile.makedirs(out_dir)
 
   frontend = frontend_lib.LogMelFrontend()
-  files = source.files()
-  if not files:
-    raise ValueError(f"train.source {source!r} has no audio files")
-  steps_per_epoch = steps_per_epoch or max(1, len(files) // global_batch_size)
+  audio_lib.BAD_FILES.reset()
+  pipeline.check_usable(source, frontend.sample_rate)
+  steps_per_epoch = steps_per_epoch or max(1, len(source) // global_batch_size)
   if total_steps is None:
     if epochs is None:
       raise ValueError("set train.total_steps or train.epochs")
@@ -178,7 +178,7 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
   start_step = int(step_counter.numpy())
 
   dataset = strategy.distribute_datasets_from_function(
-      lambda ctx: pipeline.pair_dataset(files, ctx, global_batch_size, frontend,
+      lambda ctx: pipeline.pair_dataset(source, ctx, global_batch_size, frontend,
                                         seed=seed + start_step, crop_seconds=crop_seconds))
   iterator = iter(dataset)
   step_fn = _make_step_fn(model, optimizer, metrics, negatives, global_batch_size)
@@ -247,6 +247,7 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
   writer.flush()
   if not chief and tf.io.gfile.exists(out_dir):
     tf.io.gfile.rmtree(out_dir)
+  log(f"data: {audio_lib.BAD_FILES.summary()}")
   log(f"done at step {step}: loss {loss:.4f}, contrastive accuracy {accuracy:.3f} "
       f"(chance {1 / (negatives_per_anchor + 1):.3f}); checkpoints in {model_dir}")
   return {"step": step, "start_step": start_step, "loss": loss, "accuracy": accuracy,

@@ -1,7 +1,8 @@
-"""The COLA input pipeline: files -> waveform -> two random crops -> log-mel -> SpecAugment.
+"""The COLA input pipeline: source -> decode -> two random crops -> log-mel -> SpecAugment.
 
 Everything random is stateless and seeded from `seed`, so the pipeline is reproducible up to
-the order in which parallel reads finish (`deterministic=True` removes that too).
+the order in which parallel reads finish (`deterministic=True` removes that too). Files that
+cannot be decoded are dropped and tallied in `audio.BAD_FILES`.
 """
 import gin
 import tensorflow as tf
@@ -10,53 +11,78 @@ from cola_tf import augment
 from cola_tf.data import audio
 
 
-@gin.configurable(denylist=["files", "input_context", "global_batch_size", "frontend", "seed"])
-def pair_dataset(files, input_context, global_batch_size, frontend, seed=0,
+def _shard(input_context):
+  if input_context is None:
+    return 1, 0
+  return input_context.num_input_pipelines, input_context.input_pipeline_id
+
+
+def decoded_clips(source, sample_rate, num_shards=1, shard_index=0, seed=0, shuffle=True,
+                  deterministic=False):
+  """One pass over the source's usable clips as float32 mono waveforms."""
+  audio.log_decoder_choice()
+  ds = source.encoded(num_shards, shard_index, seed=seed, shuffle=shuffle)
+  ds = ds.map(lambda contents, name, fmt: audio.decode_or_flag(contents, name, fmt, sample_rate),
+              num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+  return ds.filter(lambda waveform, ok: ok).map(lambda waveform, ok: waveform)
+
+
+def check_usable(source, sample_rate):
+  """Fails before training if no file of the source decodes (reads until the first good one)."""
+  for _ in decoded_clips(source, sample_rate, shuffle=False, deterministic=True).take(1):
+    return
+  raise ValueError(f"no usable audio in {source.describe() if hasattr(source, 'describe') else source}: "
+                   f"{audio.BAD_FILES.summary()}")
+
+
+@gin.configurable(denylist=["source", "input_context", "global_batch_size", "frontend", "seed",
+                            "crop_seconds"])
+def pair_dataset(source, input_context, global_batch_size, frontend, seed=0,
                  crop_seconds=0.96, spec_augment="positive", cache=False,
-                 shuffle_files=True, deterministic=False):
+                 pair_shuffle_buffer=1024, deterministic=False):
   """Batches of {'anchor', 'positive'}: [per_replica_batch, frames, mels] float32, forever.
 
-  Files are sharded per input pipeline (one per host under multi-worker / TPU pods), so
-  each host reads only its own files. `cache=True` keeps decoded clips in memory (small
-  corpora only).
+  Sharded per input pipeline (one per host under multi-worker / TPU pods), so each host
+  reads only its own files. `cache=True` keeps the decoded clips in memory (small corpora);
+  otherwise files are re-read each epoch in a fresh order and the (small) crop pairs, not the
+  long clips, go through a shuffle buffer of `pair_shuffle_buffer`.
   """
   if spec_augment not in augment.SPEC_AUGMENT_MODES:
     raise ValueError(f"pair_dataset.spec_augment must be one of {augment.SPEC_AUGMENT_MODES}, "
                      f"got {spec_augment!r}")
   batch = global_batch_size
-  pipelines, pipeline_id = 1, 0
   if input_context is not None:
     batch = input_context.get_per_replica_batch_size(global_batch_size)
-    pipelines, pipeline_id = input_context.num_input_pipelines, input_context.input_pipeline_id
-  if len(files) < pipelines:
-    raise ValueError(f"{len(files)} files cannot be sharded over {pipelines} input pipelines")
+  num_shards, shard_index = _shard(input_context)
   crop_samples = int(round(crop_seconds * frontend.sample_rate))
   autotune = tf.data.AUTOTUNE
+  stream = seed * 1000003 + shard_index
 
-  ds = tf.data.Dataset.from_tensor_slices(list(files))
-  if pipelines > 1:
-    ds = ds.shard(pipelines, pipeline_id)
-  ds = ds.map(lambda path: audio.load_wav(path, frontend.sample_rate),
-              num_parallel_calls=autotune, deterministic=deterministic)
   if cache:
-    ds = ds.cache()
-  if shuffle_files:
-    ds = ds.shuffle(max(1, len(files) // pipelines), seed=seed, reshuffle_each_iteration=True)
-  ds = ds.repeat().enumerate()
-  crop_seed = tf.constant([seed, pipeline_id], tf.int64)
+    ds = decoded_clips(source, frontend.sample_rate, num_shards, shard_index, seed=stream,
+                       shuffle=False, deterministic=True).cache()
+    ds = ds.shuffle(max(1, len(source) // num_shards), seed=stream,
+                    reshuffle_each_iteration=True).repeat()
+  else:
+    ds = source.encoded(num_shards, shard_index, seed=stream, shuffle=True).repeat()
+    audio.log_decoder_choice()
+    ds = ds.map(lambda c, n, f: audio.decode_or_flag(c, n, f, frontend.sample_rate),
+                num_parallel_calls=autotune, deterministic=deterministic)
+    ds = ds.filter(lambda waveform, ok: ok).map(lambda waveform, ok: waveform)
+  ds = ds.enumerate()
 
   def crop(index, waveform):
-    return augment.random_crop_pair(
-        waveform, crop_samples, tf.stack([crop_seed[0] * 1000003 + crop_seed[1], index]))
+    return augment.random_crop_pair(waveform, crop_samples, tf.stack([stream, index]))
 
   ds = ds.map(crop, num_parallel_calls=autotune, deterministic=deterministic)
+  if not cache and pair_shuffle_buffer > 1:
+    ds = ds.shuffle(pair_shuffle_buffer, seed=stream + 1)
   ds = ds.batch(batch, drop_remainder=True).enumerate()
 
   def features(index, pairs):
     log_mel = frontend(pairs)  # [b, 2, frames, mels]
-    anchor, positive = augment.augment_pair(
-        log_mel[:, 0], log_mel[:, 1],
-        tf.stack([crop_seed[0] * 1000003 + crop_seed[1] + 1, index]), spec_augment)
+    anchor, positive = augment.augment_pair(log_mel[:, 0], log_mel[:, 1],
+                                            tf.stack([stream + 2, index]), spec_augment)
     return {"anchor": anchor, "positive": positive}
 
   ds = ds.map(features, num_parallel_calls=autotune, deterministic=deterministic)

@@ -1,0 +1,265 @@
+"""Sources, decoding and the pair pipeline on generated corpora in every layout."""
+import csv
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import tensorflow as tf
+
+from cola_tf import frontend as frontend_lib
+from cola_tf.data import audio
+from cola_tf.data import make_tfrecords
+from cola_tf.data import pipeline
+from cola_tf.data import sources
+from conftest import REPO, subprocess_env
+
+SR = 16000
+
+
+def _tone(freq, seconds, rate=SR, channels=1, amp=0.5):
+  t = np.arange(int(seconds * rate)) / rate
+  x = (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+  return np.stack([x] * channels, axis=1) if channels > 1 else x
+
+
+def _write_corpus(root, n=12):
+  """n clips with distinct lengths (the length identifies the clip), in four formats."""
+  os.makedirs(os.path.join(root, "sub", "deeper"), exist_ok=True)
+  formats = [("wav", "PCM_16"), ("flac", "PCM_16"), ("ogg", "VORBIS"), ("wav", "FLOAT")]
+  lengths = {}
+  for i in range(n):
+    ext, subtype = formats[i % len(formats)]
+    folder = [root, os.path.join(root, "sub"), os.path.join(root, "sub", "deeper")][i % 3]
+    path = os.path.join(folder, f"clip{i:02d}.{ext}")
+    samples = 8000 + 400 * i
+    sf.write(path, _tone(200 + 50 * i, samples / SR), SR, subtype=subtype)
+    lengths[path] = samples
+  with open(os.path.join(root, "notes.txt"), "w") as f:
+    f.write("not audio, and not matching the extension filter\n")
+  return lengths
+
+
+def _lengths(source, shards=1, index=0):
+  clips = pipeline.decoded_clips(source, SR, shards, index, seed=3)
+  return sorted(int(tf.size(x)) for x in clips)
+
+
+def test_folder_source_reads_every_clip_once_per_epoch_in_all_formats(tmp_path):
+  lengths = _write_corpus(str(tmp_path))
+  source = sources.FolderSource(str(tmp_path))
+  assert len(source) == 12 and sorted(source.files()) == sorted(lengths)
+  got = _lengths(source)
+  # ogg (lossy) may pad a little; every other format is sample exact
+  want = sorted(lengths.values())
+  assert len(got) == 12
+  np.testing.assert_allclose(got, want, atol=1200)
+  exact = sorted(v for p, v in lengths.items() if not p.endswith(".ogg"))
+  assert set(exact) <= set(got)
+  # Sharded over 3 hosts: disjoint shards that cover the corpus.
+  shards = [_lengths(source, 3, i) for i in range(3)]
+  assert sorted(sum(shards, [])) == got
+  only_flac = sources.FolderSource(str(tmp_path), extensions=("flac",))
+  assert len(only_flac) == 3
+  with pytest.raises(ValueError, match="no files with extensions"):
+    sources.FolderSource(str(tmp_path), extensions=("mp3",))
+
+
+def test_stereo_44k_and_resampling_keeps_a_1khz_tone(tmp_path):
+  path = str(tmp_path / "stereo44k.wav")
+  sf.write(path, _tone(1000.0, 1.0, rate=44100, channels=2), 44100, subtype="PCM_16")
+  flac = str(tmp_path / "tone48k.flac")
+  sf.write(flac, _tone(1000.0, 1.0, rate=48000), 48000, subtype="PCM_24")
+  for p, rate in ((path, 44100), (flac, 48000)):
+    waveform, ok = audio.load_file(p, SR)
+    assert ok
+    assert abs(waveform.size - SR) <= 1
+    spectrum = np.abs(np.fft.rfft(waveform * np.hanning(waveform.size)))
+    assert np.fft.rfftfreq(waveform.size, 1 / SR)[spectrum.argmax()] == pytest.approx(1000, abs=2)
+    # A real low-pass filter: no aliasing products anywhere else in the band.
+    peak = spectrum.max()
+    far = np.abs(np.fft.rfftfreq(waveform.size, 1 / SR) - 1000) > 50
+    assert spectrum[far].max() < 1e-2 * peak
+    assert waveform.max() == pytest.approx(0.5, abs=0.02)
+
+
+def _bad_corpus(root):
+  """Six good clips and every kind of bad one; returns (bad names, wrong-extension file)."""
+  os.makedirs(root)
+  for i in range(6):
+    sf.write(os.path.join(root, f"good{i}.wav"), _tone(300 + 100 * i, 1.5), SR, subtype="PCM_16")
+  bad = {}
+  bad["empty.wav"] = b""
+  good = open(os.path.join(root, "good0.wav"), "rb").read()
+  bad["truncated.wav"] = good[:30]
+  bad["text.flac"] = b"this is not audio at all\n" * 20
+  bad["random.ogg"] = np.random.default_rng(0).bytes(5000)
+  for name, data in bad.items():
+    with open(os.path.join(root, name), "wb") as f:
+      f.write(data)
+  sf.write(os.path.join(root, "zero_length.wav"), np.zeros(0, np.float32), SR, subtype="PCM_16")
+  nan = _tone(440, 1.0)
+  nan[100:200] = np.nan
+  sf.write(os.path.join(root, "nan.wav"), nan, SR, subtype="FLOAT")
+  # A FLAC file with a .wav name: TF's WAV decoder fails, libsndfile reads it: usable.
+  sf.write(os.path.join(root, "really_flac.wav"), _tone(700, 1.5), SR, format="FLAC")
+  names = sorted(os.path.join(root, n) for n in list(bad) + ["zero_length.wav", "nan.wav"])
+  return names
+
+
+def test_bad_files_are_skipped_counted_and_named(tmp_path):
+  bad = _bad_corpus(str(tmp_path / "bad"))
+  audio.BAD_FILES.reset()
+  source = sources.FolderSource(str(tmp_path / "bad"))
+  got = _lengths(source)
+  assert len(got) == 7  # 6 good + the FLAC named .wav
+  assert audio.BAD_FILES.names() == bad
+  assert "skipped 6 bad audio file(s)" in audio.BAD_FILES.summary()
+
+
+def test_training_on_a_corpus_with_bad_files_completes(tmp_path):
+  root = str(tmp_path / "bad")
+  bad = _bad_corpus(root)
+  args = [sys.executable, "-m", "cola_tf.train", "--gin_file", os.path.join(REPO, "gin", "tiny.gin"),
+          "--model_dir", str(tmp_path / "run"), "--gin_param", "train.source = @FolderSource()",
+          "--gin_param", f"FolderSource.root = '{root}'", "--gin_param", "train.total_steps = 8",
+          "--gin_param", "train.global_batch_size = 4", "--gin_param", "build_adamw.warmup_steps = 2",
+          "--gin_param", "train.steps_per_loop = 4"]
+  proc = subprocess.run(args, cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
+                        timeout=600)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  assert "done at step 8" in proc.stdout
+  for name in bad:
+    assert f"skipping bad audio file {name}: " in proc.stdout
+  assert "data: skipped 6 bad audio file(s)" in proc.stdout
+
+
+def test_no_usable_file_is_a_clear_error_before_training(tmp_path):
+  root = tmp_path / "allbad"
+  root.mkdir()
+  (root / "a.wav").write_bytes(b"RIFF....")
+  (root / "b.flac").write_bytes(b"")
+  audio.BAD_FILES.reset()
+  with pytest.raises(ValueError, match=r"no usable audio in FolderSource.*skipped 2 bad"):
+    pipeline.check_usable(sources.FolderSource(str(root)), SR)
+
+
+def _manifest(path, rows, header=("files", "labels", "duration")):
+  with open(path, "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(header)
+    w.writerows(rows)
+
+
+def test_manifest_paths_labels_and_line_numbered_errors(tmp_path):
+  lengths = _write_corpus(str(tmp_path / "audio"), n=4)
+  rows = [(os.path.relpath(p, tmp_path) if i % 2 else p, f"class{i}", lengths[p] / SR)
+          for i, p in enumerate(sorted(lengths))]
+  _manifest(tmp_path / "m.csv", rows)
+  source = sources.ManifestSource(str(tmp_path / "m.csv"))
+  assert source.files() == sorted(lengths)
+  assert source.labels() == ["class0", "class1", "class2", "class3"]
+  assert len(_lengths(source)) == 4
+  _manifest(tmp_path / "missing.csv", rows[:2] + [("audio/nope.wav", "x", 1.0)])
+  with pytest.raises(ValueError, match=r"missing.csv: line 4: file not found: .*nope.wav"):
+    sources.ManifestSource(str(tmp_path / "missing.csv"))
+  _manifest(tmp_path / "dur.csv", [(rows[0][0], "a", "long")])
+  with pytest.raises(ValueError, match=r"dur.csv: line 2: 'duration' is not a number"):
+    sources.ManifestSource(str(tmp_path / "dur.csv"))
+  _manifest(tmp_path / "nofiles.csv", [("x",)], header=("path",))
+  with pytest.raises(ValueError, match=r"nofiles.csv: line 1: expected a header with a 'files'"):
+    sources.ManifestSource(str(tmp_path / "nofiles.csv"))
+
+
+def _speech_commands_tree(root):
+  """The shared espeak-ng generator when available, else the same layout from numpy."""
+  script = os.path.join(os.path.dirname(REPO), "shared", "data", "make_speech_commands_synth.py")
+  if shutil.which("espeak-ng") and os.path.exists(script):
+    subprocess.run([sys.executable, script, root, "--speakers", "10", "--words", "3",
+                    "--seed", "1"], check=True, capture_output=True, env=subprocess_env())
+    return
+  rng = np.random.default_rng(0)
+  words, speakers = ["cat", "dog", "up"], [f"{i:08x}" for i in range(10)]
+  val, test = [], []
+  for w_i, word in enumerate(words):
+    os.makedirs(os.path.join(root, word))
+    for s_i, spk in enumerate(speakers):
+      rel = f"{word}/{spk}_nohash_0.wav"
+      sf.write(os.path.join(root, rel), _tone(300 + 200 * w_i + 10 * s_i, 1.0)
+               + 0.01 * rng.standard_normal(SR).astype(np.float32), SR, subtype="PCM_16")
+      (val if s_i == 0 else test if s_i == 1 else []).append(rel)
+  os.makedirs(os.path.join(root, "_background_noise_"))
+  sf.write(os.path.join(root, "_background_noise_", "white_noise.wav"),
+           0.1 * rng.standard_normal(5 * SR).astype(np.float32), SR, subtype="PCM_16")
+  for name, rels in (("validation_list.txt", val), ("testing_list.txt", test)):
+    with open(os.path.join(root, name), "w") as f:
+      f.write("".join(r + "\n" for r in sorted(rels)))
+
+
+def test_speech_commands_splits_follow_the_lists(tmp_path):
+  root = str(tmp_path / "speech_commands_v0.02")
+  _speech_commands_tree(root)
+  lists = {}
+  for split, name in (("validation", "validation_list.txt"), ("test", "testing_list.txt")):
+    with open(os.path.join(root, name)) as f:
+      lists[split] = sorted(os.path.join(root, l.strip()) for l in f if l.strip())
+  everything = sources.SpeechCommandsSource(root, "all")
+  parts = {s: sources.SpeechCommandsSource(root, s) for s in ("train", "validation", "test")}
+  assert sorted(parts["validation"].files()) == lists["validation"]
+  assert sorted(parts["test"].files()) == lists["test"]
+  assert sorted(sum((p.files() for p in parts.values()), [])) == sorted(everything.files())
+  assert not set(parts["train"].files()) & set(lists["validation"] + lists["test"])
+  for part in parts.values():
+    for path, label in zip(part.files(), part.labels()):
+      assert os.path.basename(os.path.dirname(path)) == label and not label.startswith("_")
+  assert len(_lengths(parts["train"])) == len(parts["train"])
+  with pytest.raises(ValueError, match="validation_list.txt not found"):
+    sources.SpeechCommandsSource(str(tmp_path), "train")
+
+
+def test_tfrecord_writer_reader_and_resume(tmp_path):
+  lengths = _write_corpus(str(tmp_path / "audio"), n=8)
+  bad = tmp_path / "audio" / "broken.flac"
+  bad.write_bytes(b"garbage")
+  rows = [(p, "x", "") for p in sorted(lengths)] + [(str(bad), "y", "")]
+  _manifest(tmp_path / "m.csv", rows)
+  out = str(tmp_path / "records")
+  proc = subprocess.run([sys.executable, "-m", "cola_tf.data.make_tfrecords", "--manifest",
+                         str(tmp_path / "m.csv"), "--out", out, "--shards", "3", "--workers", "2"],
+                        cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  assert f"skipped bad file {bad}" in proc.stdout
+  assert "done: 8 clips in 3 shards, 1 bad files skipped" in proc.stdout
+  source = sources.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))
+  assert len(source) == 8
+  got = _lengths(source)
+  # FLAC re-encoding of the ogg clips keeps their decoded length.
+  assert len(got) == 8
+  np.testing.assert_allclose(got, sorted(lengths.values()), atol=1200)
+  # Resume: only the missing shard is written again.
+  os.remove(os.path.join(out, make_tfrecords.shard_name(1, 3)))
+  again = subprocess.run([sys.executable, "-m", "cola_tf.data.make_tfrecords", "--manifest",
+                          str(tmp_path / "m.csv"), "--out", out, "--shards", "3"],
+                         cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
+                         timeout=600)
+  assert again.returncode == 0, again.stderr
+  assert "2 already written, 1 to write" in again.stdout
+  assert len(_lengths(sources.TFRecordSource(os.path.join(out, "shard-*.tfrecord")))) == 8
+  with pytest.raises(ValueError, match="no files match"):
+    sources.TFRecordSource(str(tmp_path / "nothing-*.tfrecord"))
+
+
+def test_pair_dataset_from_tfrecords_gives_augmented_batches(tmp_path):
+  lengths = _write_corpus(str(tmp_path / "audio"), n=8)
+  _manifest(tmp_path / "m.csv", [(p, "", "") for p in sorted(lengths)])
+  out = str(tmp_path / "records")
+  make_tfrecords.make_tfrecords(str(tmp_path / "m.csv"), out, 2, workers=1)
+  fe = frontend_lib.LogMelFrontend()
+  ds = pipeline.pair_dataset(sources.TFRecordSource(os.path.join(out, "*.tfrecord")), None, 4,
+                             fe, seed=1)
+  batch = next(iter(ds))
+  assert batch["anchor"].shape == (4, 96, 64) and batch["positive"].shape == (4, 96, 64)
+  assert np.all(np.isfinite(batch["anchor"].numpy()))
