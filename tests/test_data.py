@@ -27,9 +27,10 @@ def _tone(freq, seconds, rate=SR, channels=1, amp=0.5):
 
 
 def _write_corpus(root, n=12):
-  """n clips with distinct lengths (the length identifies the clip), in four formats."""
+  """n clips with distinct lengths (the length identifies the clip), in five formats."""
   os.makedirs(os.path.join(root, "sub", "deeper"), exist_ok=True)
-  formats = [("wav", "PCM_16"), ("flac", "PCM_16"), ("ogg", "VORBIS"), ("wav", "FLOAT")]
+  formats = [("wav", "PCM_16"), ("flac", "PCM_16"), ("ogg", "VORBIS"), ("wav", "FLOAT"),
+             ("mp3", None)]
   lengths = {}
   for i in range(n):
     ext, subtype = formats[i % len(formats)]
@@ -53,11 +54,11 @@ def test_folder_source_reads_every_clip_once_per_epoch_in_all_formats(tmp_path):
   source = sources.FolderSource(str(tmp_path))
   assert len(source) == 12 and sorted(source.files()) == sorted(lengths)
   got = _lengths(source)
-  # ogg (lossy) may pad a little; every other format is sample exact
+  # ogg and mp3 (lossy codecs) may pad a little; wav and flac are sample exact
   want = sorted(lengths.values())
   assert len(got) == 12
   np.testing.assert_allclose(got, want, atol=1200)
-  exact = sorted(v for p, v in lengths.items() if not p.endswith(".ogg"))
+  exact = sorted(v for p, v in lengths.items() if not p.endswith((".ogg", ".mp3")))
   assert set(exact) <= set(got)
   # Sharded over 3 hosts: disjoint shards that cover the corpus.
   shards = [_lengths(source, 3, i) for i in range(3)]
@@ -65,7 +66,7 @@ def test_folder_source_reads_every_clip_once_per_epoch_in_all_formats(tmp_path):
   only_flac = sources.FolderSource(str(tmp_path), extensions=("flac",))
   assert len(only_flac) == 3
   with pytest.raises(ValueError, match="no files with extensions"):
-    sources.FolderSource(str(tmp_path), extensions=("mp3",))
+    sources.FolderSource(str(tmp_path), extensions=("aiff",))
 
 
 def test_stereo_44k_and_resampling_keeps_a_1khz_tone(tmp_path):
@@ -263,3 +264,48 @@ def test_pair_dataset_from_tfrecords_gives_augmented_batches(tmp_path):
   batch = next(iter(ds))
   assert batch["anchor"].shape == (4, 96, 64) and batch["positive"].shape == (4, 96, 64)
   assert np.all(np.isfinite(batch["anchor"].numpy()))
+
+
+def test_tfds_source_never_downloads_unasked_and_reads_prepared_data(tmp_path):
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  with pytest.raises(ValueError, match=r"'speech_commands' is not prepared in .*download = True"):
+    sources.TFDSSource("speech_commands", data_dir=str(tmp_path / "tfds"))
+  with tfds.testing.mock_data(num_examples=6):
+    source = sources.TFDSSource("speech_commands", split="train", data_dir=str(tmp_path / "tfds"),
+                                download=True)  # download_and_prepare is mocked: no network
+    clips = list(pipeline.decoded_clips(source, SR, shuffle=False))
+    assert len(source) == 6
+  assert len(clips) == 6
+  for clip in clips:
+    assert clip.dtype == tf.float32 and clip.shape.rank == 1
+    assert float(tf.reduce_max(tf.abs(clip))) <= 1.0
+
+
+@pytest.mark.parametrize("layout", ["folder", "manifest", "tfrecord", "speech_commands"])
+def test_train_cli_pretrains_from_each_layout(tmp_path, layout):
+  lengths = _write_corpus(str(tmp_path / "audio"), n=8)
+  _manifest(tmp_path / "m.csv", [(p, "", "") for p in sorted(lengths)])
+  if layout == "folder":
+    params = ["train.source = @FolderSource()", f"FolderSource.root = '{tmp_path}/audio'"]
+  elif layout == "manifest":
+    params = ["train.source = @ManifestSource()", f"ManifestSource.manifest = '{tmp_path}/m.csv'"]
+  elif layout == "tfrecord":
+    make_tfrecords.make_tfrecords(str(tmp_path / "m.csv"), str(tmp_path / "rec"), 2, workers=1)
+    params = ["train.source = @TFRecordSource()",
+              f"TFRecordSource.pattern = '{tmp_path}/rec/shard-*.tfrecord'"]
+  else:
+    _speech_commands_tree(str(tmp_path / "sc"))
+    params = ["train.source = @SpeechCommandsSource()",
+              f"SpeechCommandsSource.root = '{tmp_path}/sc'", "SpeechCommandsSource.split = 'train'"]
+  args = [sys.executable, "-m", "cola_tf.train", "--gin_file",
+          os.path.join(REPO, "gin", "tiny.gin"), "--model_dir", str(tmp_path / "run")]
+  for p in params + ["train.total_steps = 4", "train.global_batch_size = 4",
+                     "build_adamw.warmup_steps = 1", "train.steps_per_loop = 2"]:
+    args += ["--gin_param", p]
+  proc = subprocess.run(args, cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
+                        timeout=600)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  assert "done at step 4" in proc.stdout and "data: no bad audio files" in proc.stdout
+  source_name = {"folder": "FolderSource", "manifest": "ManifestSource",
+                 "tfrecord": "TFRecordSource", "speech_commands": "SpeechCommandsSource"}[layout]
+  assert f"data: {source_name}(" in proc.stdout

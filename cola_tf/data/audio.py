@@ -141,6 +141,11 @@ def _numpy_branch(contents, name, sample_rate):
   return audio, ok
 
 
+def resample(audio, rate, sample_rate):
+  """Graph function: polyphase resampling of a 1-D float32 waveform from `rate`."""
+  return _resample_tf(audio, tf.constant(rate, tf.int32), sample_rate)
+
+
 def _resample_tf(audio, rate, sample_rate):
   def fn(audio, rate):
     return _to_mono_resampled(audio, int(rate), sample_rate)

@@ -20,19 +20,16 @@ def _shard(input_context):
 def decoded_clips(source, sample_rate, num_shards=1, shard_index=0, seed=0, shuffle=True,
                   deterministic=False):
   """One pass over the source's usable clips as float32 mono waveforms."""
-  audio.log_decoder_choice()
-  ds = source.encoded(num_shards, shard_index, seed=seed, shuffle=shuffle)
-  ds = ds.map(lambda contents, name, fmt: audio.decode_or_flag(contents, name, fmt, sample_rate),
-              num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-  return ds.filter(lambda waveform, ok: ok).map(lambda waveform, ok: waveform)
+  return source.waveforms(sample_rate, num_shards, shard_index, seed=seed, shuffle=shuffle,
+                          deterministic=deterministic)
 
 
 def check_usable(source, sample_rate):
-  """Fails before training if no file of the source decodes (reads until the first good one)."""
+  """Fails before training if no clip of the source decodes (reads until the first good one)."""
   for _ in decoded_clips(source, sample_rate, shuffle=False, deterministic=True).take(1):
     return
-  raise ValueError(f"no usable audio in {source.describe() if hasattr(source, 'describe') else source}: "
-                   f"{audio.BAD_FILES.summary()}")
+  name = source.describe() if hasattr(source, "describe") else repr(source)
+  raise ValueError(f"no usable audio in {name}: {audio.BAD_FILES.summary()}")
 
 
 @gin.configurable(denylist=["source", "input_context", "global_batch_size", "frontend", "seed",
@@ -64,11 +61,8 @@ def pair_dataset(source, input_context, global_batch_size, frontend, seed=0,
     ds = ds.shuffle(max(1, len(source) // num_shards), seed=stream,
                     reshuffle_each_iteration=True).repeat()
   else:
-    ds = source.encoded(num_shards, shard_index, seed=stream, shuffle=True).repeat()
-    audio.log_decoder_choice()
-    ds = ds.map(lambda c, n, f: audio.decode_or_flag(c, n, f, frontend.sample_rate),
-                num_parallel_calls=autotune, deterministic=deterministic)
-    ds = ds.filter(lambda waveform, ok: ok).map(lambda waveform, ok: waveform)
+    ds = decoded_clips(source, frontend.sample_rate, num_shards, shard_index, seed=stream,
+                       shuffle=True, deterministic=deterministic).repeat()
   ds = ds.enumerate()
 
   def crop(index, waveform):

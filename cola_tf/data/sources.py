@@ -6,6 +6,10 @@ pipeline, sharded per input pipeline (one per host) so each host reads only its 
   `duration`; paths absolute or relative to the manifest.
 * `SpeechCommandsSource`: a Speech Commands v0.02 tree; splits from its list files.
 * `TFRecordSource`: TFRecord shards of encoded audio (see `make_tfrecords`).
+* `TFDSSource`: a TFDS audio dataset already prepared in a local data_dir (no download
+  unless `download=True`).
+
+`source.waveforms(...)` gives one pass of decoded mono float32 clips at the requested rate.
 """
 import csv
 import json
@@ -14,11 +18,29 @@ import os
 import gin
 import tensorflow as tf
 
+from cola_tf.data import audio as audio_lib
+
 
 AUDIO_EXTENSIONS = ("wav", "flac", "ogg", "mp3")
 
 
-class FileListSource:
+class EncodedSource:
+  """A source of encoded clips; `waveforms` decodes them, dropping (and naming) bad ones."""
+
+  def encoded(self, num_shards=1, shard_index=0, seed=0, shuffle=True):
+    raise NotImplementedError
+
+  def waveforms(self, sample_rate, num_shards=1, shard_index=0, seed=0, shuffle=True,
+                deterministic=False):
+    audio_lib.log_decoder_choice()
+    ds = self.encoded(num_shards, shard_index, seed=seed, shuffle=shuffle)
+    ds = ds.map(lambda contents, name, fmt: audio_lib.decode_or_flag(contents, name, fmt,
+                                                                     sample_rate),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    return ds.filter(lambda waveform, ok: ok).map(lambda waveform, ok: waveform)
+
+
+class FileListSource(EncodedSource):
   """A fixed list of audio files (with optional labels)."""
 
   def __init__(self, files, labels=None, description=""):
@@ -173,7 +195,7 @@ TFRECORD_FEATURES = {
 
 
 @gin.configurable
-class TFRecordSource:
+class TFRecordSource(EncodedSource):
   """TFRecord shards (a glob, local or gs://) of encoded audio, read with parallel interleave.
 
   Each record: 'audio' (encoded bytes), 'format' ('flac' / 'wav' ...), 'name', 'label',
@@ -229,3 +251,58 @@ class TFRecordSource:
       return ex["audio"], ex["name"], ex["format"]
 
     return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)
+
+
+@gin.configurable
+class TFDSSource:
+  """A TFDS audio dataset (e.g. 'speech_commands') prepared in `data_dir`.
+
+  Nothing is downloaded unless `download=True`: a dataset that is not prepared locally is an
+  error saying so. Integer PCM is scaled to [-1, 1]; another sample rate is resampled.
+  """
+
+  def __init__(self, name, split="train", data_dir=None, download=False, audio_key="audio"):
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+    self.builder = tfds.builder(name, data_dir=data_dir)
+    if not self.builder.is_prepared():
+      if not download:
+        raise ValueError(f"TFDSSource: TFDS dataset {name!r} is not prepared in "
+                         f"{self.builder.data_dir}; set TFDSSource.data_dir to where it is, or "
+                         "TFDSSource.download = True to download and prepare it")
+      self.builder.download_and_prepare()
+    feature = self.builder.info.features[audio_key]
+    self.name, self.split, self.audio_key = name, split, audio_key
+    self.rate = int(getattr(feature, "sample_rate", None) or 16000)
+    self.scale = 1.0 / 32768.0 if feature.dtype in (tf.int16, "int16") else 1.0
+    self._len = None
+
+  def __len__(self):
+    if self._len is None:
+      try:
+        self._len = int(self.builder.info.splits[self.split].num_examples)
+      except KeyError:  # split sizes not recorded: count once
+        self._len = sum(1 for _ in self.builder.as_dataset(split=self.split))
+    return self._len
+
+  def describe(self):
+    return f"TFDSSource({self.name}[{self.split}]: {len(self)} clips at {self.rate} Hz)"
+
+  def waveforms(self, sample_rate, num_shards=1, shard_index=0, seed=0, shuffle=True,
+                deterministic=False):
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+    read_config = tfds.ReadConfig(
+        shuffle_seed=seed, interleave_cycle_length=tf.data.AUTOTUNE,
+        input_context=tf.distribute.InputContext(num_shards, shard_index, 1))
+    ds = self.builder.as_dataset(split=self.split, shuffle_files=shuffle,
+                                 read_config=read_config)
+
+    def to_waveform(example):
+      waveform = tf.cast(example[self.audio_key], tf.float32) * self.scale
+      if waveform.shape.rank == 2:
+        waveform = tf.reduce_mean(waveform, axis=-1)
+      if self.rate != sample_rate:
+        waveform = audio_lib.resample(waveform, self.rate, sample_rate)
+      return waveform
+
+    return ds.map(to_waveform, num_parallel_calls=tf.data.AUTOTUNE,
+                  deterministic=deterministic).filter(lambda w: tf.size(w) > 0)
