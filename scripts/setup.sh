@@ -2,6 +2,13 @@
 # Creates ./.venv (Python 3.11) and installs cola_tf with its test extras. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# espeak-ng lets the tests build Speech Commands trees with ../shared/data's generator
+# (without it they build the same layout from numpy audio).
+if ! command -v espeak-ng >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo -n"
+  { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq espeak-ng >/dev/null; } \
+    || echo "setup: could not install espeak-ng; continuing without it" >&2
+fi
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 if [ ! -x .venv/bin/python ]; then

@@ -37,7 +37,17 @@ class EncodedSource:
     ds = ds.map(lambda contents, name, fmt: audio_lib.decode_or_flag(contents, name, fmt,
                                                                      sample_rate),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    return ds.filter(lambda waveform, ok: ok).map(lambda waveform, ok: waveform)
+    return ds.filter(_is_ok).map(_waveform_only)
+
+
+def _is_ok(waveform, ok):
+  del waveform
+  return ok
+
+
+def _waveform_only(waveform, ok):
+  del ok
+  return waveform
 
 
 class FileListSource(EncodedSource):
