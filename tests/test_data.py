@@ -309,3 +309,47 @@ def test_train_cli_pretrains_from_each_layout(tmp_path, layout):
   source_name = {"folder": "FolderSource", "manifest": "ManifestSource",
                  "tfrecord": "TFRecordSource", "speech_commands": "SpeechCommandsSource"}[layout]
   assert f"data: {source_name}(" in proc.stdout
+
+
+def _ops(ds):
+  graph = tf.compat.v1.GraphDef.FromString(ds._as_serialized_graph().numpy())  # pylint: disable=protected-access
+  ops = {n.op for n in graph.node}
+  for fn in graph.library.function:
+    ops |= {n.op for n in fn.node_def}
+  return ops
+
+
+def test_tf_data_service_runs_the_pipeline_without_python_in_the_graph(tmp_path):
+  root = tmp_path / "wavs"
+  root.mkdir()
+  for i in range(6):
+    sf.write(str(root / f"c{i}.wav"), _tone(300 + 50 * i, 2.0), SR, subtype="PCM_16")
+  sf.write(str(root / "c_44k.wav"), _tone(300, 2.0, rate=44100), 44100, subtype="PCM_16")
+  (root / "broken.wav").write_bytes(b"RIFFxxxx")
+  fe = frontend_lib.LogMelFrontend()
+  source = sources.FolderSource(str(root))
+  local = pipeline.pair_dataset(source, None, 4, fe, seed=0)
+  # The local path may fall back to Python (numpy_function); the service path may not.
+  assert any("PyFunc" in op for op in _ops(local))
+  native = pipeline.decoded_clips(source, SR, shuffle=False, native_only=True)
+  assert not any("PyFunc" in op for op in _ops(native))
+  assert len(list(native)) == 6  # the 44.1 kHz and the broken file are dropped
+  dispatcher = tf.data.experimental.service.DispatchServer()
+  worker = tf.data.experimental.service.WorkerServer(  # noqa: F841  (kept alive)
+      tf.data.experimental.service.WorkerConfig(dispatcher_address=dispatcher.target.split("://")[1]))
+  ds = pipeline.pair_dataset(source, None, 4, fe, seed=0, data_service_address=dispatcher.target)
+  batch = next(iter(ds))
+  assert batch["anchor"].shape == (4, 96, 64) and batch["positive"].shape == (4, 96, 64)
+
+
+def test_disk_cache(tmp_path):
+  lengths = _write_corpus(str(tmp_path / "audio"), n=4)
+  fe = frontend_lib.LogMelFrontend()
+  ds = pipeline.pair_dataset(sources.FolderSource(str(tmp_path / "audio")), None, 2, fe,
+                             cache=str(tmp_path / "cache" / "clips"))
+  os.makedirs(tmp_path / "cache")
+  it = iter(ds)
+  for _ in range(3):  # > one epoch of 4 clips
+    next(it)
+  assert any(name.startswith("clips") for name in os.listdir(tmp_path / "cache"))
+  assert len(lengths) == 4

@@ -14,6 +14,7 @@ it, and `BAD_FILES` counts it and names the first few in the log.
 import io
 import math
 import os
+import sys
 import threading
 
 import numpy as np
@@ -180,6 +181,28 @@ def decode_or_flag(contents, name, file_format, sample_rate):
     return tf.cond(usable, lambda: (audio, tf.constant(True)), numpy_path)
 
   return tf.cond(tf.equal(file_format, "wav"), native_first, numpy_path)
+
+
+def decode_native_only(contents, name, file_format, sample_rate):
+  """Pure-TF variant of `decode_or_flag` (no Python in the graph), for tf.data service
+  workers: only 16-bit PCM WAV at `sample_rate` is usable; anything else is dropped with a
+  line naming it on the worker's stderr (remote workers cannot report to this process)."""
+  def wav_and_rate(c):
+    decoded = tf.audio.decode_wav(c, desired_channels=-1)
+    return tf.reduce_mean(decoded.audio, axis=-1), tf.cast(decoded.sample_rate, tf.int32)
+
+  native = tf.data.Dataset.from_tensors(contents).map(wav_and_rate).ignore_errors()
+  fallback = tf.data.Dataset.from_tensors((tf.zeros([0], tf.float32), tf.constant(-1)))
+  audio, rate = native.concatenate(fallback).take(1).get_single_element()
+  ok = tf.equal(file_format, "wav") & tf.equal(rate, sample_rate) & (tf.size(audio) > 0)
+
+  def report():
+    tf.print("[cola_tf] skipping bad audio file", name,
+             f"(tf.data service workers read only 16-bit PCM WAV at {sample_rate} Hz)",
+             output_stream=sys.stderr)
+    return ok
+
+  return audio, tf.cond(ok, lambda: ok, report)
 
 
 def file_format_of(path):

@@ -18,10 +18,10 @@ def _shard(input_context):
 
 
 def decoded_clips(source, sample_rate, num_shards=1, shard_index=0, seed=0, shuffle=True,
-                  deterministic=False):
+                  deterministic=False, native_only=False):
   """One pass over the source's usable clips as float32 mono waveforms."""
   return source.waveforms(sample_rate, num_shards, shard_index, seed=seed, shuffle=shuffle,
-                          deterministic=deterministic)
+                          deterministic=deterministic, native_only=native_only)
 
 
 def check_usable(source, sample_rate):
@@ -36,13 +36,21 @@ def check_usable(source, sample_rate):
                             "crop_seconds"])
 def pair_dataset(source, input_context, global_batch_size, frontend, seed=0,
                  crop_seconds=0.96, spec_augment="positive", cache=False,
-                 pair_shuffle_buffer=1024, deterministic=False):
+                 pair_shuffle_buffer=1024, deterministic=False, data_service_address=None,
+                 data_service_job="cola_tf"):
   """Batches of {'anchor', 'positive'}: [per_replica_batch, frames, mels] float32, forever.
 
   Sharded per input pipeline (one per host under multi-worker / TPU pods), so each host
-  reads only its own files. `cache=True` keeps the decoded clips in memory (small corpora);
-  otherwise files are re-read each epoch in a fresh order and the (small) crop pairs, not the
-  long clips, go through a shuffle buffer of `pair_shuffle_buffer`.
+  reads only its own files. `cache=True` keeps the decoded clips in memory, `cache='/path'`
+  on disk (small corpora); otherwise files are re-read each epoch in a fresh order and the
+  (small) crop pairs, not the long clips, go through a shuffle buffer of
+  `pair_shuffle_buffer`.
+
+  `data_service_address` ('grpc://host:port' of a tf.data service dispatcher) moves the
+  whole pipeline onto the service's workers, one job per host ('<job>-<host index>'). Their
+  graph holds no Python, so they read 16-bit PCM WAV at the frontend's rate only (folders,
+  manifests, or TFRecords written with `make_tfrecords --format wav`); other clips are
+  dropped and named on the worker's stderr.
   """
   if spec_augment not in augment.SPEC_AUGMENT_MODES:
     raise ValueError(f"pair_dataset.spec_augment must be one of {augment.SPEC_AUGMENT_MODES}, "
@@ -55,14 +63,17 @@ def pair_dataset(source, input_context, global_batch_size, frontend, seed=0,
   autotune = tf.data.AUTOTUNE
   stream = seed * 1000003 + shard_index
 
+  native_only = data_service_address is not None
   if cache:
     ds = decoded_clips(source, frontend.sample_rate, num_shards, shard_index, seed=stream,
-                       shuffle=False, deterministic=True).cache()
+                       shuffle=False, deterministic=True, native_only=native_only)
+    ds = ds.cache(cache if isinstance(cache, str) else "")
     ds = ds.shuffle(max(1, len(source) // num_shards), seed=stream,
                     reshuffle_each_iteration=True).repeat()
   else:
     ds = decoded_clips(source, frontend.sample_rate, num_shards, shard_index, seed=stream,
-                       shuffle=True, deterministic=deterministic).repeat()
+                       shuffle=True, deterministic=deterministic,
+                       native_only=native_only).repeat()
   ds = ds.enumerate()
 
   def crop(index, waveform):
@@ -80,6 +91,10 @@ def pair_dataset(source, input_context, global_batch_size, frontend, seed=0,
     return {"anchor": anchor, "positive": positive}
 
   ds = ds.map(features, num_parallel_calls=autotune, deterministic=deterministic)
+  if data_service_address:
+    ds = ds.apply(tf.data.experimental.service.distribute(
+        processing_mode=tf.data.experimental.service.ShardingPolicy.OFF,
+        service=data_service_address, job_name=f"{data_service_job}-{shard_index}"))
   options = tf.data.Options()
   options.deterministic = deterministic
   return ds.with_options(options).prefetch(autotune)

@@ -31,11 +31,13 @@ class EncodedSource:
     raise NotImplementedError
 
   def waveforms(self, sample_rate, num_shards=1, shard_index=0, seed=0, shuffle=True,
-                deterministic=False):
-    audio_lib.log_decoder_choice()
+                deterministic=False, native_only=False):
+    """`native_only`: a graph without Python (tf.data service); WAV at `sample_rate` only."""
+    decode = audio_lib.decode_native_only if native_only else audio_lib.decode_or_flag
+    if not native_only:
+      audio_lib.log_decoder_choice()
     ds = self.encoded(num_shards, shard_index, seed=seed, shuffle=shuffle)
-    ds = ds.map(lambda contents, name, fmt: audio_lib.decode_or_flag(contents, name, fmt,
-                                                                     sample_rate),
+    ds = ds.map(lambda contents, name, fmt: decode(contents, name, fmt, sample_rate),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     return ds.filter(_is_ok).map(_waveform_only)
 
@@ -298,8 +300,11 @@ class TFDSSource:
     return f"TFDSSource({self.name}[{self.split}]: {len(self)} clips at {self.rate} Hz)"
 
   def waveforms(self, sample_rate, num_shards=1, shard_index=0, seed=0, shuffle=True,
-                deterministic=False):
+                deterministic=False, native_only=False):
     import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+    if native_only and self.rate != sample_rate:
+      raise ValueError(f"{self.describe()}: tf.data service workers cannot resample "
+                       f"{self.rate} Hz to {sample_rate} Hz (that runs in Python)")
     read_config = tfds.ReadConfig(
         shuffle_seed=seed, interleave_cycle_length=tf.data.AUTOTUNE,
         input_context=tf.distribute.InputContext(num_shards, shard_index, 1))
