@@ -1,259 +1,21 @@
 r"""COLA pretraining: `python -m cola_tf.train --gin_file gin/tiny.gin [--model_dir DIR]`.
 
-Flags -> gin -> `train()`. `train()` builds the strategy, the input pipeline, the model and
-AdamW (warmup + cosine), restores the latest checkpoint in model_dir if there is one, and
-runs a custom loop on tf.distribute: `steps_per_loop` steps per tf.function call, then
-metrics, TensorBoard summaries, a progress line and (every `checkpoint_every` steps) a
-checkpoint. The operative gin config is written to model_dir and parsed first when a run
+Flags -> gin -> `cola_tf.trainer.train()`, then (by default) export of the frozen encoder to
+MODEL_DIR/export. The operative gin config saved in MODEL_DIR is parsed first when a run
 resumes there, so `python -m cola_tf.train --model_dir DIR` continues a run as configured.
 """
-import logging
 import os
 import sys
-import time
 
 # Model Garden registers its configs on import; it must come before gin parses any file.
 import official.modeling.optimization  # noqa: F401  pylint: disable=unused-import
 from absl import app
 from absl import flags
 from absl import logging as absl_logging
-import gin
-import numpy as np
-import tensorflow as tf
-import tf_keras
 
-from cola_tf import distribute
-from cola_tf import encoders
-from cola_tf import frontend as frontend_lib
-from cola_tf import model as model_lib
-from cola_tf import optimization
-from cola_tf.data import audio as audio_lib
-from cola_tf.data import pipeline
-from cola_tf.data import sources  # noqa: F401  pylint: disable=unused-import
-from cola_tf.data import synthetic  # noqa: F401  pylint: disable=unused-import
-
-OPERATIVE_CONFIG = "operative_config.gin"
-
-
-class _QuietGinResourceProbe(logging.Filter):
-  """gin logs an ERROR each time it probes an `include` as a Python resource before finding
-  it on the search path; that is not an error, so it is dropped."""
-
-  def filter(self, record):
-    return not (record.module == "resource_reader" and
-                str(record.msg).startswith("Path not found"))
-
-
-logging.getLogger().addFilter(_QuietGinResourceProbe())
-PRECISIONS = (None, "float32", "mixed_bfloat16")
-
-
-class NonFiniteLossError(RuntimeError):
-  """Raised when the loss becomes NaN/Inf; the last good checkpoint is left untouched."""
-
-
-def log(message):
-  print(f"[cola_tf] {message}", flush=True)
-
-
-def _format_seconds(seconds):
-  seconds = int(max(0, seconds))
-  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def atomic_write(path, text):
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(text)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
-
-
-def parse_gin(gin_files=(), gin_params=(), model_dir=None):
-  """Parses the operative config saved in model_dir (if any), then files, then params."""
-  configs = []
-  if model_dir and tf.io.gfile.exists(os.path.join(model_dir, OPERATIVE_CONFIG)):
-    configs.append(os.path.join(model_dir, OPERATIVE_CONFIG))
-  configs.extend(gin_files)
-  if not configs:
-    raise ValueError("no gin config: pass --gin_file (e.g. gin/tiny.gin), or a --model_dir "
-                     f"that holds an {OPERATIVE_CONFIG} from an earlier run")
-  for path in configs:
-    if not tf.io.gfile.exists(path):
-      raise FileNotFoundError(f"gin config file not found: {path}")
-    gin.add_config_file_search_path(os.path.dirname(os.path.abspath(path)))
-  gin.parse_config_files_and_bindings(configs, gin_params, skip_unknown=False)
-  return configs
-
-
-def model_input_shape(frontend, crop_seconds):
-  """(frames, mels) of one training crop: what the encoder is built for."""
-  crop_samples = int(round(crop_seconds * frontend.sample_rate))
-  return (frontend.num_frames(crop_samples), frontend.num_mel_bins)
-
-
-def _make_step_fn(model, optimizer, metrics, negatives, global_batch_size):
-  loss_metric, accuracy_metric = metrics
-
-  def step_fn(batch):
-    anchors, positives = batch["anchor"], batch["positive"]
-    local = tf.shape(anchors)[0]
-    with tf.GradientTape() as tape:
-      embeddings = model.embed(tf.concat([anchors, positives], axis=0), training=True)
-      logits, labels = model_lib.replica_logits_and_labels(
-          model, embeddings[:local], embeddings[local:], negatives)
-      per_example = model_lib.contrastive_loss(logits, labels)
-      loss = tf.reduce_sum(per_example) / global_batch_size
-    variables = model.trainable_variables
-    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-    loss_metric.update_state(per_example)
-    accuracy_metric.update_state(model_lib.contrastive_accuracy(logits, labels))
-
-  return step_fn
-
-
-@gin.configurable(denylist=["model_dir"])
-def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, devices=None,
-          global_batch_size=64, epochs=None, total_steps=None, steps_per_epoch=None,
-          steps_per_loop=10, checkpoint_every=100, keep_checkpoints=3, crop_seconds=0.96,
-          negatives="replica", precision=None, jit_compile=False, seed=0):
-  """Pretrains COLA into `model_dir`.
-
-  Returns a dict: final 'step', 'start_step' (> 0 when resumed), final 'loss' and 'accuracy',
-  'history' [(step, loss, accuracy)] per loop, the 'model', 'optimizer' and last 'checkpoint'.
-
-  Args:
-    source: where clips come from (e.g. `@SyntheticSource()`, `@FolderSource()`).
-    strategy: 'default' | 'mirrored' | 'multi_worker_mirrored' | 'tpu' (see distribute.py).
-    global_batch_size: pairs per step over all replicas (split evenly per replica).
-    epochs / total_steps: the step budget; total_steps wins if both are set. Raising it and
-      re-running in the same model_dir continues the run (schedule included).
-    steps_per_epoch: default len(source) // global_batch_size.
-    negatives: 'replica' (b - 1 negatives per anchor) or 'global' (all-gathered positives:
-      global_batch_size - 1 negatives).
-    precision: None/'float32' or 'mixed_bfloat16' (encoder in bf16; head, similarity, loss and
-      optimizer state in float32).
-    jit_compile: XLA for the train step (TPU compiles regardless; measured ~5x slower on CPU).
-  """
-  if precision not in PRECISIONS:
-    raise ValueError(f"train.precision must be one of {PRECISIONS}, got {precision!r}")
-  if negatives not in model_lib.NEGATIVES:
-    raise ValueError(f"train.negatives must be one of {model_lib.NEGATIVES}, got {negatives!r}")
-  tf_keras.utils.set_random_seed(seed)
-  tf_keras.mixed_precision.set_global_policy(precision or "float32")
-
-  strategy_name = strategy
-  strategy = distribute.build_strategy(strategy, tpu_address=tpu_address, devices=devices)
-  replicas = strategy.num_replicas_in_sync
-  if global_batch_size % replicas:
-    raise ValueError(f"train.global_batch_size={global_batch_size} is not divisible by the "
-                     f"{replicas} replicas")
-  chief = distribute.is_chief(strategy)
-  out_dir = distribute.write_dir(model_dir, strategy)
-  tf.io.gfile.makedirs(out_dir)
-
-  frontend = frontend_lib.LogMelFrontend()
-  audio_lib.BAD_FILES.reset()
-  pipeline.check_usable(source, frontend.sample_rate)
-  steps_per_epoch = steps_per_epoch or max(1, len(source) // global_batch_size)
-  if total_steps is None:
-    if epochs is None:
-      raise ValueError("set train.total_steps or train.epochs")
-    total_steps = int(round(epochs * steps_per_epoch))
-  input_shape = model_input_shape(frontend, crop_seconds)
-
-  with strategy.scope():
-    model = model_lib.ColaModel(encoder=encoders.build_encoder(input_shape=input_shape))
-    model.build_for(input_shape)
-    optimizer, schedule = optimization.build_adamw(
-        total_steps, steps_per_epoch, global_batch_size=global_batch_size)
-    step_counter = optimizer.iterations
-    # Create the Adam slots now (not lazily inside the first step) so a restore fills them
-    # at once and their names do not depend on where the first step was traced.
-    optimizer._create_all_weights(model.trainable_variables)  # pylint: disable=protected-access
-    metrics = (tf_keras.metrics.Mean("loss"), tf_keras.metrics.Mean("contrastive_accuracy"))
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
-  manager = tf.train.CheckpointManager(checkpoint, out_dir, max_to_keep=keep_checkpoints,
-                                       step_counter=step_counter)
-  restored = manager.restore_or_initialize()
-  start_step = int(step_counter.numpy())
-
-  dataset = strategy.distribute_datasets_from_function(
-      lambda ctx: pipeline.pair_dataset(source, ctx, global_batch_size, frontend,
-                                        seed=seed + start_step, crop_seconds=crop_seconds))
-  iterator = iter(dataset)
-  step_fn = _make_step_fn(model, optimizer, metrics, negatives, global_batch_size)
-  if jit_compile:
-    step_fn = tf.function(step_fn, jit_compile=True)
-
-  @tf.function
-  def train_steps(iterator, num_steps):
-    for _ in tf.range(num_steps):
-      strategy.run(step_fn, args=(next(iterator),))
-
-  if chief:
-    atomic_write(os.path.join(model_dir, OPERATIVE_CONFIG), gin.operative_config_str())
-  negatives_per_anchor = (global_batch_size if negatives == "global"
-                          else global_batch_size // replicas) - 1
-  log(f"strategy {strategy_name}: {replicas} replica(s), global batch {global_batch_size} "
-      f"({global_batch_size // replicas} per replica), {negatives_per_anchor} negatives/anchor")
-  log(f"data: {source.describe() if hasattr(source, 'describe') else source}; "
-      f"{steps_per_epoch} steps/epoch; input {input_shape[0]}x{input_shape[1]} log-mel")
-  log(f"model: {model.encoder.name} ({model.count_params():,} parameters), "
-      f"{model.similarity} similarity, precision {precision or 'float32'}")
-  log(f"resumed from {restored} at step {start_step}" if restored
-      else f"starting from scratch in {model_dir}")
-  if start_step >= total_steps:
-    log(f"nothing to do: step {start_step} >= total_steps {total_steps}")
-
-  writer = (tf.summary.create_file_writer(os.path.join(model_dir, "train")) if chief
-            else tf.summary.create_noop_writer())
-  step, loss, accuracy = start_step, float("nan"), float("nan")
-  history = []
-  recent_rate = None
-  last_saved = start_step
-  while step < total_steps:
-    to_checkpoint = checkpoint_every - step % checkpoint_every
-    num_steps = min(steps_per_loop, total_steps - step, to_checkpoint)
-    started = time.time()
-    train_steps(iterator, tf.constant(num_steps))
-    new_step = int(step_counter.numpy())
-    elapsed = time.time() - started
-    loss, accuracy = (float(m.result().numpy()) for m in metrics)
-    for m in metrics:
-      m.reset_state()
-    if not np.isfinite(loss):
-      raise NonFiniteLossError(
-          f"loss became {loss} between steps {step} and {new_step}; stopping. The last good "
-          f"checkpoint ({manager.latest_checkpoint or 'none'}) is kept in {out_dir}")
-    step = new_step
-    history.append((step, loss, accuracy))
-    rate = num_steps * global_batch_size / elapsed
-    recent_rate = rate if recent_rate is None or step - num_steps == start_step else (
-        0.7 * recent_rate + 0.3 * rate)
-    lr = float(schedule(step))
-    with writer.as_default(step=step):
-      tf.summary.scalar("loss", loss)
-      tf.summary.scalar("contrastive_accuracy", accuracy)
-      tf.summary.scalar("learning_rate", lr)
-      tf.summary.scalar("clips_per_second", rate)
-    eta = (total_steps - step) * global_batch_size / recent_rate
-    log(f"step {step}/{total_steps} ({100 * step / total_steps:.0f}%) | loss {loss:.4f} | "
-        f"acc {accuracy:.3f} | lr {lr:.2e} | {rate:.1f} clips/s | ETA {_format_seconds(eta)}")
-    if step % checkpoint_every == 0 or step == total_steps:
-      manager.save(checkpoint_number=step)
-      last_saved = step
-  if last_saved != step:
-    manager.save(checkpoint_number=step)
-  writer.flush()
-  if not chief and tf.io.gfile.exists(out_dir):
-    tf.io.gfile.rmtree(out_dir)
-  log(f"data: {audio_lib.BAD_FILES.summary()}")
-  log(f"done at step {step}: loss {loss:.4f}, contrastive accuracy {accuracy:.3f} "
-      f"(chance {1 / (negatives_per_anchor + 1):.3f}); checkpoints in {model_dir}")
-  return {"step": step, "start_step": start_step, "loss": loss, "accuracy": accuracy,
-          "history": history, "model": model, "optimizer": optimizer,
-          "checkpoint": manager.latest_checkpoint}
-
+from cola_tf import configuration
+from cola_tf import export
+from cola_tf import trainer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("gin_file", [], "Gin config files, parsed in order.")
@@ -262,6 +24,8 @@ flags.DEFINE_multi_string("gin_param", [], "Gin bindings applied after the files
 flags.DEFINE_string("model_dir", None, "Where checkpoints, summaries and the operative config "
                     "go (local or gs://). Default: runs/<name of the last gin file>.")
 flags.DEFINE_string("tpu", None, "TPU name or address: sets train.strategy = 'tpu'.")
+flags.DEFINE_bool("export", True, "At the end, export the frozen encoder to MODEL_DIR/export "
+                  "(see cola_tf.export).")
 
 
 def main(argv):
@@ -278,11 +42,16 @@ def main(argv):
   if FLAGS.tpu is not None:
     params += ["train.strategy = 'tpu'", f"train.tpu_address = {FLAGS.tpu!r}"]
   try:
-    parse_gin(FLAGS.gin_file, params, model_dir)
-    train(model_dir)
-  except NonFiniteLossError as e:
-    log(f"ERROR: {e}")
+    configuration.parse_gin(FLAGS.gin_file, params, model_dir)
+    result = trainer.train(model_dir)
+  except trainer.NonFiniteLossError as e:
+    trainer.log(f"ERROR: {e}")
     sys.exit(1)
+  if FLAGS.export and result["chief"]:
+    output = os.path.join(model_dir, "export")
+    meta = export.export(model_dir, output)
+    trainer.log(f"exported the frozen encoder ({meta['embedding_size']}-d, step "
+                f"{meta['training_step']}) to {output}")
 
 
 if __name__ == "__main__":

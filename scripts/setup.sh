@@ -16,3 +16,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
+# The HEAR validator (tests check an exported model with it).
+.venv/bin/python -m pip install --quiet -r requirements-hear.txt
+.venv/bin/python -m pip install --quiet --no-deps --ignore-requires-python hearvalidator==2021.0.6

@@ -10,7 +10,7 @@ from cola_tf import encoders
 from cola_tf import frontend as frontend_lib
 from cola_tf import model as model_lib
 from cola_tf import optimization
-from cola_tf import train as train_lib
+from cola_tf import trainer as train_lib
 from conftest import REPO
 
 GIN_FILES = sorted(glob.glob(os.path.join(REPO, "gin", "*.gin")))

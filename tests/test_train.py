@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cola_tf import train as train_lib
+from cola_tf import trainer as train_lib
 from conftest import REPO, subprocess_env
 
 TINY = os.path.join(REPO, "gin", "tiny.gin")

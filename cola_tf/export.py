@@ -1,0 +1,174 @@
+r"""Exports the frozen encoder (frontend + encoder + pooling) as a TensorFlow SavedModel.
+
+  python -m cola_tf.export --model_dir DIR --output OUT [--checkpoint DIR/ckpt-N]
+
+The SavedModel needs TensorFlow alone to load (`tf.saved_model.load(OUT)`): no cola_tf, gin
+or Keras code. Its functions take batched mono float32 audio at 16 kHz, [batch, samples]:
+
+* `window_embeddings(windows)`: [n, window_samples] -> [n, D]: the training encoder applied
+  to 0.96 s windows, exactly as to training crops (same frontend, same normalisation).
+* `timestamp_embeddings(audio)`: -> (embeddings [batch, frames, D], timestamps [batch, frames]
+  in ms). Frame k is the window centred at k * hop (hop 50 ms), zero-padded past the ends of
+  the clip; timestamps run from 0 to at most the clip's duration.
+* `scene_embeddings(audio)`: -> [batch, D], the mean of the embeddings of the windows
+  centred at 0, 0.48, 0.96 s, ... up to the clip's duration (half-overlapping 0.96 s
+  windows, zero-padded past the ends), so every part of a long clip counts equally. A clip
+  shorter than 0.48 s is one zero-padded window.
+
+Windows are embedded `chunk_windows` at a time, so memory stays bounded for long audio.
+`OUT/cola_metadata.json` records sample rate, sizes, hops, frontend parameters, encoder,
+training step and the hash of the gin config.
+"""
+import argparse
+import hashlib
+import json
+import os
+
+import official.modeling.optimization  # noqa: F401  (before gin parses the config)
+import gin
+import tensorflow as tf
+import tf_keras
+
+from cola_tf import encoders
+from cola_tf import frontend as frontend_lib
+from cola_tf import model as model_lib
+from cola_tf import configuration
+from cola_tf import trainer  # noqa: F401  (registers every configurable the config names)
+
+METADATA = "cola_metadata.json"
+TIMESTAMP_HOP_MS = 50.0
+SCENE_HOP_MS = 480.0
+
+
+class FrozenEncoder(tf.Module):
+  """Frontend + encoder + pooling over windows, with its functions traced for export."""
+
+  def __init__(self, frontend, encoder, window_samples, chunk_windows=256):
+    super().__init__(name="cola_frozen_encoder")
+    self.encoder = encoder
+    self.frontend_params = frontend.params()
+    self._frontend = frontend
+    self.window_samples = int(window_samples)
+    self.embedding_size = int(encoder.output_shape[-1])
+    self.sample_rate = frontend.sample_rate
+    self.chunk_windows = int(chunk_windows)
+    self.timestamp_hop = int(round(TIMESTAMP_HOP_MS / 1000 * self.sample_rate))
+    self.scene_hop = int(round(SCENE_HOP_MS / 1000 * self.sample_rate))
+    spec = tf.TensorSpec([None, None], tf.float32)
+    self.window_embeddings = tf.function(
+        self._window_embeddings, input_signature=[tf.TensorSpec([None, self.window_samples],
+                                                                tf.float32)])
+    self.timestamp_embeddings = tf.function(self._timestamp_embeddings, input_signature=[spec])
+    self.scene_embeddings = tf.function(self._scene_embeddings, input_signature=[spec])
+
+  def _window_embeddings(self, windows):
+    features = self.encoder(self._frontend(windows), training=False)
+    return tf.cast(features, tf.float32)
+
+  def _centred_windows(self, audio, hop, centres):
+    """Embeddings of windows centred at centres * hop for every clip: [batch, n, D]."""
+    batch = tf.shape(audio)[0]
+    half = self.window_samples // 2
+    padded = tf.pad(audio, [[0, 0], [half, self.window_samples]])
+    starts = centres * hop  # window k covers [k*hop - half, k*hop + half) of the clip
+    n = tf.shape(centres)[0]
+    total = batch * n
+    clip_of = tf.repeat(tf.range(batch), n)
+    start_of = tf.tile(starts, [batch])
+    flat = tf.reshape(padded, [-1])
+    row = tf.shape(padded)[1]
+    chunks = (total + self.chunk_windows - 1) // self.chunk_windows
+    out = tf.TensorArray(tf.float32, size=chunks, infer_shape=False,
+                         element_shape=tf.TensorShape([None, self.embedding_size]))
+    offsets = tf.range(self.window_samples)
+    for i in tf.range(chunks):
+      lo = i * self.chunk_windows
+      hi = tf.minimum(lo + self.chunk_windows, total)
+      index = (clip_of[lo:hi] * row + start_of[lo:hi])[:, None] + offsets[None, :]
+      out = out.write(i, self._window_embeddings(tf.gather(flat, index)))
+    return tf.reshape(out.concat(), [batch, n, self.embedding_size])
+
+  def _timestamp_embeddings(self, audio):
+    length = tf.shape(audio)[1]
+    n = length // self.timestamp_hop + 1  # centres 0, hop, ..., <= duration
+    centres = tf.range(n)
+    embeddings = self._centred_windows(audio, self.timestamp_hop, centres)
+    stamps = tf.cast(centres * self.timestamp_hop, tf.float32) * (1000.0 / self.sample_rate)
+    return embeddings, tf.tile(stamps[None, :], [tf.shape(audio)[0], 1])
+
+  def _scene_embeddings(self, audio):
+    centres = tf.range(tf.shape(audio)[1] // self.scene_hop + 1)
+    return tf.reduce_mean(self._centred_windows(audio, self.scene_hop, centres), axis=1)
+
+
+def load_trained(model_dir, checkpoint=None):
+  """(frontend, model, window_samples, step) from a training model_dir."""
+  gin.clear_config()
+  configuration.parse_gin([], [], model_dir)
+  frontend = frontend_lib.LogMelFrontend()
+  crop_seconds = gin.query_parameter("train.crop_seconds")
+  shape = configuration.model_input_shape(frontend, crop_seconds)
+  tf_keras.mixed_precision.set_global_policy("float32")  # export runs in float32
+  model = model_lib.ColaModel(encoder=encoders.build_encoder(input_shape=shape))
+  model.build_for(shape)
+  path = checkpoint or tf.train.latest_checkpoint(model_dir)
+  if path is None:
+    raise ValueError(f"export: no checkpoint in {model_dir}")
+  ckpt = tf.train.Checkpoint(model=model)
+  ckpt.restore(path).expect_partial().assert_existing_objects_matched()
+  step = int(path.rsplit("-", 1)[1]) if "-" in os.path.basename(path) else -1
+  return frontend, model, int(round(crop_seconds * frontend.sample_rate)), step, path
+
+
+def export(model_dir, output, checkpoint=None, chunk_windows=256):
+  """Writes the SavedModel and its metadata to `output` (atomically); returns the metadata."""
+  frontend, model, window_samples, step, path = load_trained(model_dir, checkpoint)
+  config = gin.config_str()
+  module = FrozenEncoder(frontend, model.encoder, window_samples, chunk_windows)
+  tmp = output.rstrip("/") + ".tmp-export"
+  if tf.io.gfile.exists(tmp):
+    tf.io.gfile.rmtree(tmp)
+  tf.saved_model.save(module, tmp, signatures={
+      "serving_default": module.scene_embeddings,
+      "scene_embeddings": module.scene_embeddings,
+      "timestamp_embeddings": module.timestamp_embeddings,
+  })
+  metadata = {
+      "format": "cola_tf frozen encoder v1",
+      "sample_rate": module.sample_rate,
+      "embedding_size": module.embedding_size,
+      "scene_embedding_size": module.embedding_size,
+      "timestamp_embedding_size": module.embedding_size,
+      "window_samples": window_samples,
+      "timestamp_hop_ms": TIMESTAMP_HOP_MS,
+      "scene_hop_ms": SCENE_HOP_MS,
+      "scene_pooling": "mean over 0.96 s windows centred at 0, 0.48 s, ... <= duration",
+      "frontend": frontend.params(),
+      "encoder": model.encoder.name,
+      "training_step": step,
+      "checkpoint": path,
+      "gin_config_sha1": hashlib.sha1(config.encode()).hexdigest(),
+  }
+  with tf.io.gfile.GFile(os.path.join(tmp, METADATA), "w") as f:
+    json.dump(metadata, f, indent=1)
+  if tf.io.gfile.exists(output):
+    tf.io.gfile.rmtree(output)
+  tf.io.gfile.rename(tmp, output)
+  return metadata
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--model_dir", required=True,
+                 help="training model_dir (operative config + checkpoints)")
+  p.add_argument("--output", help="where to write the SavedModel (default MODEL_DIR/export)")
+  p.add_argument("--checkpoint", help="a checkpoint prefix (default: the latest)")
+  a = p.parse_args(argv)
+  output = a.output or os.path.join(a.model_dir, "export")
+  meta = export(a.model_dir, output, a.checkpoint)
+  print(f"[cola_tf] exported {meta['encoder']} at step {meta['training_step']} "
+        f"({meta['embedding_size']}-d embeddings) to {output}", flush=True)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,148 @@
+"""Export (SavedModel, TensorFlow alone) and the HEAR-API module over it."""
+import json
+import os
+import subprocess
+import sys
+
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import hear_module
+from cola_tf import export as export_lib
+from conftest import REPO, subprocess_env
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  """A quick tiny.gin run through the CLI, which exports at its end."""
+  model_dir = str(tmp_path_factory.mktemp("hear") / "run")
+  args = [sys.executable, "-m", "cola_tf.train", "--gin_file",
+          os.path.join(REPO, "gin", "tiny.gin"), "--model_dir", model_dir]
+  for p in ("SyntheticSource.num_clips = 64", "train.global_batch_size = 16",
+            "train.total_steps = 6", "build_adamw.warmup_steps = 2", "train.steps_per_loop = 3"):
+    args += ["--gin_param", p]
+  proc = subprocess.run(args, cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
+                        timeout=600)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  assert "exported the frozen encoder (192-d, step 6)" in proc.stdout
+  return model_dir, os.path.join(model_dir, "export")
+
+
+def test_metadata(trained):
+  _, export_dir = trained
+  with open(os.path.join(export_dir, "cola_metadata.json")) as f:
+    meta = json.load(f)
+  assert meta["sample_rate"] == SR and meta["scene_embedding_size"] == 192
+  assert meta["timestamp_hop_ms"] == 50.0 and meta["window_samples"] == 15360
+  assert meta["training_step"] == 6 and meta["encoder"] == "small_cnn"
+  assert meta["frontend"]["num_mel_bins"] == 64 and meta["frontend"]["normalization"] == "none"
+  assert len(meta["gin_config_sha1"]) == 40
+
+
+def test_savedmodel_loads_with_tensorflow_alone(trained):
+  _, export_dir = trained
+  code = f"""
+import sys
+for blocked in ("cola_tf", "gin", "tf_keras", "keras", "official", "hear_module"):
+  sys.modules[blocked] = None
+import numpy as np, tensorflow as tf
+m = tf.saved_model.load({export_dir!r})
+x = np.random.default_rng(0).uniform(-0.5, 0.5, (2, 24000)).astype(np.float32)
+e, t = m.timestamp_embeddings(x)
+s = m.scene_embeddings(x)
+w = m.signatures["scene_embeddings"](audio=tf.constant(x))
+print(e.shape, t.shape, s.shape, float(np.abs(s.numpy() - list(w.values())[0].numpy()).max()))
+"""
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                        timeout=300, env={k: v for k, v in subprocess_env().items()
+                                          if k != "PYTHONPATH"}, cwd="/")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.stdout.strip().startswith("(2, 31, 192) (2, 31) (2, 192) 0.0")
+
+
+def test_exported_numbers_equal_the_training_encoder(trained, clean_gin):
+  model_dir, export_dir = trained
+  frontend, model, window, _, _ = export_lib.load_trained(model_dir)
+  saved = tf.saved_model.load(export_dir)
+  rng = np.random.default_rng(1)
+  windows = rng.uniform(-0.5, 0.5, (5, window)).astype(np.float32)
+  want = model.encoder(frontend(windows), training=False).numpy()
+  np.testing.assert_allclose(saved.window_embeddings(windows).numpy(), want, rtol=1e-4,
+                             atol=1e-5)
+  # Frame k of the timestamp embeddings is the window centred at k * 50 ms, zero-padded.
+  clip = rng.uniform(-0.5, 0.5, (1, 20000)).astype(np.float32)
+  emb, stamps = saved.timestamp_embeddings(clip)
+  padded = np.concatenate([np.zeros(window // 2), clip[0], np.zeros(window)]).astype(np.float32)
+  for k in (0, 7, int(stamps.shape[1]) - 1):
+    start = k * 800
+    ref = model.encoder(frontend(padded[None, start:start + window]), training=False).numpy()
+    np.testing.assert_allclose(emb[0, k].numpy(), ref[0], rtol=1e-4, atol=1e-5)
+    assert float(stamps[0, k]) == pytest.approx(k * 50.0)
+  gin.clear_config()
+
+
+def test_hear_api_shapes_timestamps_and_batches(trained):
+  _, export_dir = trained
+  model = hear_module.load_model(export_dir)
+  assert isinstance(model, tf.Module) and model.sample_rate == SR
+  assert type(model.scene_embedding_size) is int and type(model.timestamp_embedding_size) is int
+  for n, seconds in ((1, 1.07), (3, 0.2), (2, 4.0)):  # includes shorter than one 0.96 s crop
+    audio = tf.random.uniform((n, int(seconds * SR)), -0.5, 0.5)
+    emb, ts = hear_module.get_timestamp_embeddings(audio, model)
+    assert emb.dtype == tf.float32 and ts.dtype == tf.float32
+    assert emb.shape[0] == n and emb.shape[2] == model.timestamp_embedding_size
+    assert ts.shape == emb.shape[:2]
+    diffs = np.diff(ts.numpy(), axis=1)
+    if diffs.size:
+      np.testing.assert_allclose(diffs, 50.0)
+    assert ts.numpy().min() == 0.0 and ts.numpy().max() <= 1000 * seconds
+    assert ts.numpy().max() > 1000 * seconds - 50
+    scene = hear_module.get_scene_embeddings(audio, model)
+    assert scene.shape == (n, model.scene_embedding_size) and scene.dtype == tf.float32
+  many = tf.random.uniform((1000, 3200), -0.5, 0.5)
+  scene = hear_module.get_scene_embeddings(many, model)
+  assert scene.shape == (1000, model.scene_embedding_size)
+  np.testing.assert_allclose(scene[:2].numpy(), hear_module.get_scene_embeddings(many[:2], model),
+                             rtol=1e-5, atol=1e-6)  # batching does not change the numbers
+
+
+def test_hear_api_long_audio(trained):
+  _, export_dir = trained
+  model = hear_module.load_model(export_dir)
+  long = tf.random.uniform((1, int(10.5 * 60 * SR)), -0.1, 0.1)
+  emb, ts = hear_module.get_timestamp_embeddings(long, model)
+  assert emb.shape == (1, 12601, model.timestamp_embedding_size)
+  assert float(ts[0, -1]) == pytest.approx(630000.0)
+  assert hear_module.get_scene_embeddings(long, model).shape == (1, model.scene_embedding_size)
+
+
+@pytest.mark.parametrize("audio,match", [
+    (np.zeros(16000, np.float32), r"got shape \(16000,\)"),
+    (np.zeros((1, 16000), np.float64), "got dtype float64"),
+    (np.zeros((1, 16000), np.int16), "got dtype int16"),
+    (np.full((1, 16000), np.nan, np.float32), "NaN or Inf"),
+])
+def test_hear_api_bad_input_errors(trained, audio, match):
+  model = hear_module.load_model(trained[1])
+  for fn in (hear_module.get_scene_embeddings, hear_module.get_timestamp_embeddings):
+    with pytest.raises(ValueError, match=match):
+      fn(audio, model)
+
+
+def test_load_model_errors(tmp_path):
+  with pytest.raises(ValueError, match="needs the path"):
+    hear_module.load_model()
+  with pytest.raises(ValueError, match="is not a cola_tf export"):
+    hear_module.load_model(str(tmp_path))
+
+
+def test_hear_validator_says_it_looks_good(trained):
+  proc = subprocess.run([sys.executable, "-c", "from hearvalidator.validate import main; main()",
+                         "hear_module", "--model", trained[1]], cwd=REPO,
+                        env=subprocess_env(), capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  assert "Looks good!" in proc.stdout
