@@ -16,6 +16,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
-# The HEAR validator (tests check an exported model with it).
-.venv/bin/python -m pip install --quiet -r requirements-hear.txt
+# The HEAR harness (validator + heareval); numpy stays the TF stack's 2.x.
+NUMPY=$(.venv/bin/python -c "import numpy; print(numpy.__version__)")
+.venv/bin/python -m pip install --quiet -r requirements-hear.txt "numpy==$NUMPY"
+.venv/bin/python -m pip install --quiet --no-deps heareval==2021.1.3
 .venv/bin/python -m pip install --quiet --no-deps --ignore-requires-python hearvalidator==2021.0.6

@@ -1,5 +1,7 @@
 """Test set-up: two logical CPU devices (for MirroredStrategy tests) and a private cache."""
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -9,7 +11,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 import official.modeling.optimization  # noqa: E402,F401  (before gin parses anything)
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import soundfile as sf  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 _cpus = tf.config.list_physical_devices("CPU")
@@ -31,3 +35,42 @@ def subprocess_env():
   env = dict(os.environ)
   env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
   return env
+
+
+def _tone(freq, seconds, rate=16000):
+  t = np.arange(int(seconds * rate)) / rate
+  return (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+SR = 16000
+NUMPY_WORDS = ("cat", "dog", "up", "down", "go", "yes", "no", "left")
+
+
+def make_speech_commands_tree(root, num_words=3, num_speakers=10):
+  """A Speech Commands v0.02 tree: the shared espeak-ng generator when available, else the
+  same layout from numpy tones (word = pitch band)."""
+  script = os.path.join(os.path.dirname(REPO), "shared", "data", "make_speech_commands_synth.py")
+  if shutil.which("espeak-ng") and os.path.exists(script):
+    subprocess.run([sys.executable, script, root, "--speakers", str(num_speakers), "--words",
+                    str(num_words), "--seed", "1"], check=True, capture_output=True,
+                   env=subprocess_env())
+    return
+  rng = np.random.default_rng(0)
+  words = NUMPY_WORDS[:num_words]
+  speakers = [f"{i:08x}" for i in range(num_speakers)]
+  val, test = [], []
+  for w_i, word in enumerate(words):
+    os.makedirs(os.path.join(root, word))
+    for s_i, spk in enumerate(speakers):
+      rel = f"{word}/{spk}_nohash_0.wav"
+      sf.write(os.path.join(root, rel), _tone(300 + 200 * w_i + 10 * s_i, 1.0)
+               + 0.01 * rng.standard_normal(SR).astype(np.float32), SR, subtype="PCM_16")
+      (val if s_i == 0 else test if s_i == 1 else []).append(rel)
+  os.makedirs(os.path.join(root, "_background_noise_"))
+  sf.write(os.path.join(root, "_background_noise_", "white_noise.wav"),
+           0.1 * rng.standard_normal(5 * SR).astype(np.float32), SR, subtype="PCM_16")
+  for name, rels in (("validation_list.txt", val), ("testing_list.txt", test)):
+    with open(os.path.join(root, name), "w") as f:
+      f.write("".join(r + "\n" for r in sorted(rels)))
+
+

@@ -15,7 +15,7 @@ from cola_tf.data import audio
 from cola_tf.data import make_tfrecords
 from cola_tf.data import pipeline
 from cola_tf.data import sources
-from conftest import REPO, subprocess_env
+from conftest import REPO, make_speech_commands_tree, subprocess_env
 
 SR = 16000
 
@@ -175,34 +175,9 @@ def test_manifest_paths_labels_and_line_numbered_errors(tmp_path):
     sources.ManifestSource(str(tmp_path / "nofiles.csv"))
 
 
-def _speech_commands_tree(root):
-  """The shared espeak-ng generator when available, else the same layout from numpy."""
-  script = os.path.join(os.path.dirname(REPO), "shared", "data", "make_speech_commands_synth.py")
-  if shutil.which("espeak-ng") and os.path.exists(script):
-    subprocess.run([sys.executable, script, root, "--speakers", "10", "--words", "3",
-                    "--seed", "1"], check=True, capture_output=True, env=subprocess_env())
-    return
-  rng = np.random.default_rng(0)
-  words, speakers = ["cat", "dog", "up"], [f"{i:08x}" for i in range(10)]
-  val, test = [], []
-  for w_i, word in enumerate(words):
-    os.makedirs(os.path.join(root, word))
-    for s_i, spk in enumerate(speakers):
-      rel = f"{word}/{spk}_nohash_0.wav"
-      sf.write(os.path.join(root, rel), _tone(300 + 200 * w_i + 10 * s_i, 1.0)
-               + 0.01 * rng.standard_normal(SR).astype(np.float32), SR, subtype="PCM_16")
-      (val if s_i == 0 else test if s_i == 1 else []).append(rel)
-  os.makedirs(os.path.join(root, "_background_noise_"))
-  sf.write(os.path.join(root, "_background_noise_", "white_noise.wav"),
-           0.1 * rng.standard_normal(5 * SR).astype(np.float32), SR, subtype="PCM_16")
-  for name, rels in (("validation_list.txt", val), ("testing_list.txt", test)):
-    with open(os.path.join(root, name), "w") as f:
-      f.write("".join(r + "\n" for r in sorted(rels)))
-
-
 def test_speech_commands_splits_follow_the_lists(tmp_path):
   root = str(tmp_path / "speech_commands_v0.02")
-  _speech_commands_tree(root)
+  make_speech_commands_tree(root)
   lists = {}
   for split, name in (("validation", "validation_list.txt"), ("test", "testing_list.txt")):
     with open(os.path.join(root, name)) as f:
@@ -294,7 +269,7 @@ def test_train_cli_pretrains_from_each_layout(tmp_path, layout):
     params = ["train.source = @TFRecordSource()",
               f"TFRecordSource.pattern = '{tmp_path}/rec/shard-*.tfrecord'"]
   else:
-    _speech_commands_tree(str(tmp_path / "sc"))
+    make_speech_commands_tree(str(tmp_path / "sc"))
     params = ["train.source = @SpeechCommandsSource()",
               f"SpeechCommandsSource.root = '{tmp_path}/sc'", "SpeechCommandsSource.split = 'train'"]
   args = [sys.executable, "-m", "cola_tf.train", "--gin_file",

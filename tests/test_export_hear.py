@@ -7,11 +7,13 @@ import sys
 import gin
 import numpy as np
 import pytest
+import soundfile as sf
 import tensorflow as tf
 
 import hear_module
 from cola_tf import export as export_lib
-from conftest import REPO, subprocess_env
+from cola_tf import prepare_speech_commands
+from conftest import REPO, make_speech_commands_tree, subprocess_env
 
 SR = 16000
 
@@ -146,3 +148,71 @@ def test_hear_validator_says_it_looks_good(trained):
                         env=subprocess_env(), capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   assert "Looks good!" in proc.stdout
+
+
+def _prepared(tmp_path, classes):
+  src = str(tmp_path / "speech_commands_v0.02")
+  make_speech_commands_tree(src, num_words=8, num_speakers=10)
+  task_dir, counts, vocabulary = prepare_speech_commands.prepare(src, str(tmp_path / "tasks"),
+                                                                 classes)
+  return src, task_dir, counts, vocabulary
+
+
+@pytest.mark.parametrize("classes", [12, 35])
+def test_prepare_speech_commands_writes_a_hear_task(tmp_path, classes):
+  src, task_dir, counts, vocabulary = _prepared(tmp_path, classes)
+  with open(os.path.join(task_dir, "task_metadata.json")) as f:
+    meta = json.load(f)
+  assert meta["embedding_type"] == "scene" and meta["prediction_type"] == "multiclass"
+  assert meta["split_mode"] == "trainvaltest" and meta["splits"] == ["train", "valid", "test"]
+  assert meta["evaluation"] == ["top1_acc"] and meta["sample_duration"] == 1.0
+  assert meta["evaluation_params"]["task_specific_param_grid"] == {"hidden_layers": [0]}
+  with open(os.path.join(task_dir, "labelvocabulary.csv")) as f:
+    rows = f.read().splitlines()
+  assert rows[0] == "idx,label" and [r.split(",")[1] for r in rows[1:]] == vocabulary
+  words = sorted(d for d in os.listdir(src) if not d.startswith("_")
+                 and os.path.isdir(os.path.join(src, d)))
+  lists = {}
+  for split, name in (("valid", "validation_list.txt"), ("test", "testing_list.txt")):
+    with open(os.path.join(src, name)) as f:
+      lists[split] = {l.strip() for l in f if l.strip()}
+  for split in ("train", "valid", "test"):
+    with open(os.path.join(task_dir, f"{split}.json")) as f:
+      labels = json.load(f)
+    folder = os.path.join(task_dir, "16000", split)
+    assert sorted(labels) == sorted(os.listdir(folder)) and len(labels) == counts[split]
+    for name, (label,) in labels.items():
+      audio, rate = sf.read(os.path.join(folder, name))
+      assert rate == 16000 and audio.ndim == 1 and audio.size == 16000
+      if label == "_silence_":
+        continue
+      word, original = name.split("-", 1)
+      rel = f"{word}/{original}"
+      assert split == ("valid" if rel in lists["valid"] else "test" if rel in lists["test"]
+                       else "train")
+      if classes == 35:
+        assert label == word
+      else:
+        assert label == (word if word in prepare_speech_commands.TEN_WORDS else "_unknown_")
+  if classes == 12:
+    assert "_silence_" in vocabulary
+  else:
+    assert vocabulary == words
+
+
+def test_heareval_linear_probe_through_the_harness(trained, tmp_path):
+  _, task_dir, _, _ = _prepared(tmp_path, 12)
+  work = str(tmp_path / "work")
+  proc = subprocess.run([sys.executable, "-m", "cola_tf.hear_eval", "--model", trained[1],
+                         "--tasks", os.path.dirname(task_dir), "--work", work], cwd=REPO,
+                        env=subprocess_env(), capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+  assert "Looks good!" in proc.stdout
+  line = [l for l in proc.stdout.splitlines() if "test top-1 accuracy" in l]
+  assert line and line[0].startswith("[hear_eval] speech_commands-v0.0.2-full: test top-1 accuracy")
+  scores_path = os.path.join(work, "embeddings", "hear_module", "speech_commands-v0.0.2-full",
+                             "test.predicted-scores.json")
+  with open(scores_path) as f:
+    scores = json.load(f)
+  assert 0.0 <= scores["test"]["test_top1_acc"] <= 1.0
+  assert scores["hparams"]["hidden_layers"] == 0  # a linear probe

@@ -1,0 +1,136 @@
+r"""Writes a Speech Commands v0.02 tree as a HEAR task directory (hear-preprocess format).
+
+  python -m cola_tf.prepare_speech_commands --src RAW_V002_DIR --dst TASKS_DIR \
+      [--classes 12|35] [--probe linear|default]
+
+Output: TASKS_DIR/speech_commands-v0.0.2-full/ (12 classes, HEAR's task) or
+TASKS_DIR/speech_commands_35-v0.0.2-full/ (35 classes, the COLA / audax protocol) with
+task_metadata.json, labelvocabulary.csv (idx,label), train.json / valid.json / test.json
+({file: [label]}) and 16000/{train,valid,test}/*.wav: mono 16-bit 16 kHz clips padded or
+trimmed to exactly 1 s. Splits follow validation_list.txt and testing_list.txt (train = the
+rest). 12 classes = the ten words yes no up down left right on off stop go, `_unknown_` for
+every other word, and `_silence_`: 1 s cuts of `_background_noise_`, about one twelfth of each
+split, the noise files dealt out to the splits in turn so no recording spans two splits.
+`--probe linear` (default) asks heareval for a linear probe (0 hidden layers) through
+evaluation_params.task_specific_param_grid; `--probe default` leaves heareval's grid.
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import soundfile as sf
+
+SAMPLE_RATE = 16000
+TEN_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+SPLITS = ("train", "valid", "test")
+
+
+def _read_list(src, name):
+  path = os.path.join(src, name)
+  if not os.path.isfile(path):
+    raise ValueError(f"--src {src!r}: {name} not found (is it a Speech Commands v0.02 root?)")
+  with open(path) as f:
+    return {line.strip() for line in f if line.strip()}
+
+
+def _load_1s(path):
+  audio, rate = sf.read(path, dtype="float32", always_2d=True)
+  audio = audio.mean(axis=1)
+  if rate != SAMPLE_RATE:
+    raise ValueError(f"{path}: expected {SAMPLE_RATE} Hz, found {rate} Hz")
+  return np.pad(audio, (0, max(0, SAMPLE_RATE - audio.size)))[:SAMPLE_RATE]
+
+
+def prepare(src, dst, classes=12, probe="linear"):
+  """Writes the task; returns {split: number of clips}."""
+  if classes not in (12, 35):
+    raise ValueError(f"--classes must be 12 or 35, got {classes}")
+  lists = {"valid": _read_list(src, "validation_list.txt"),
+           "test": _read_list(src, "testing_list.txt")}
+  words = sorted(d for d in os.listdir(src)
+                 if os.path.isdir(os.path.join(src, d)) and not d.startswith("_"))
+  if not words:
+    raise ValueError(f"--src {src!r}: no word folders")
+  task = "speech_commands" if classes == 12 else "speech_commands_35"
+  task_dir = os.path.join(dst, f"{task}-v0.0.2-full")
+  labels = {s: {} for s in SPLITS}
+  for s in SPLITS:
+    os.makedirs(os.path.join(task_dir, str(SAMPLE_RATE), s), exist_ok=True)
+  for word in words:
+    label = word if classes == 35 or word in TEN_WORDS else "_unknown_"
+    for name in sorted(os.listdir(os.path.join(src, word))):
+      if not name.endswith(".wav"):
+        continue
+      rel = f"{word}/{name}"
+      split = "valid" if rel in lists["valid"] else "test" if rel in lists["test"] else "train"
+      out_name = f"{word}-{name}"
+      sf.write(os.path.join(task_dir, str(SAMPLE_RATE), split, out_name),
+               _load_1s(os.path.join(src, rel)), SAMPLE_RATE, subtype="PCM_16")
+      labels[split][out_name] = [label]
+  vocabulary = sorted({l[0] for split in labels.values() for l in split.values()})
+  if classes == 12:
+    noise_dir = os.path.join(src, "_background_noise_")
+    noises = sorted(n for n in os.listdir(noise_dir) if n.endswith(".wav")) \
+        if os.path.isdir(noise_dir) else []
+    if not noises:
+      raise ValueError(f"--src {src!r}: 12 classes need _background_noise_/*.wav for _silence_")
+    wanted = {s: max(1, len(labels[s]) // 11) for s in SPLITS}
+    for i, noise in enumerate(noises):
+      split = SPLITS[i % len(SPLITS)] if len(noises) >= len(SPLITS) else None
+      audio, rate = sf.read(os.path.join(noise_dir, noise), dtype="float32", always_2d=True)
+      audio = audio.mean(axis=1)
+      cuts = [audio[k:k + SAMPLE_RATE] for k in range(0, audio.size - SAMPLE_RATE + 1, SAMPLE_RATE)]
+      for j, cut in enumerate(cuts):
+        target = split or SPLITS[j % len(SPLITS)]
+        have = sum(1 for v in labels[target].values() if v == ["_silence_"])
+        if have >= wanted[target]:
+          continue
+        out_name = f"_silence_-{os.path.splitext(noise)[0]}-{j:04d}.wav"
+        sf.write(os.path.join(task_dir, str(SAMPLE_RATE), target, out_name), cut, SAMPLE_RATE,
+                 subtype="PCM_16")
+        labels[target][out_name] = ["_silence_"]
+    vocabulary = sorted(set(vocabulary) | {"_silence_"})
+  for s in SPLITS:
+    if not labels[s]:
+      raise ValueError(f"--src {src!r}: the {s} split is empty")
+    with open(os.path.join(task_dir, f"{s}.json"), "w") as f:
+      json.dump(labels[s], f, indent=1, sort_keys=True)
+  with open(os.path.join(task_dir, "labelvocabulary.csv"), "w") as f:
+    f.write("idx,label\n" + "".join(f"{i},{l}\n" for i, l in enumerate(vocabulary)))
+  metadata = {
+      "task_name": task, "version": "v0.0.2", "embedding_type": "scene",
+      "prediction_type": "multiclass", "split_mode": "trainvaltest", "sample_duration": 1.0,
+      "evaluation": ["top1_acc"], "mode": "full", "default_mode": "full",
+      "splits": list(SPLITS), "sample_rate": SAMPLE_RATE,
+      "download_urls": [{"name": "source", "url": os.path.abspath(src)}],
+      "cola_tf_classes": classes,
+  }
+  if probe == "linear":
+    metadata["evaluation_params"] = {"task_specific_param_grid": {"hidden_layers": [0]}}
+  elif probe != "default":
+    raise ValueError(f"--probe must be linear or default, got {probe!r}")
+  with open(os.path.join(task_dir, "task_metadata.json"), "w") as f:
+    json.dump(metadata, f, indent=1)
+  return task_dir, {s: len(labels[s]) for s in SPLITS}, vocabulary
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--src", required=True, help="Speech Commands v0.02 root")
+  p.add_argument("--dst", required=True, help="HEAR tasks directory to write into")
+  p.add_argument("--classes", type=int, default=12, choices=[12, 35])
+  p.add_argument("--probe", default="linear", choices=["linear", "default"])
+  a = p.parse_args(argv)
+  try:
+    task_dir, counts, vocabulary = prepare(a.src, a.dst, a.classes, a.probe)
+  except ValueError as e:
+    print(f"prepare_speech_commands: error: {e}", file=sys.stderr)
+    return 2
+  print(f"[cola_tf] wrote {task_dir}: {counts} clips, {len(vocabulary)} labels")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
