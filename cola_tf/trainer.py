@@ -28,8 +28,6 @@ from cola_tf.data import pipeline
 from cola_tf.data import sources  # noqa: F401  pylint: disable=unused-import
 from cola_tf.data import synthetic  # noqa: F401  pylint: disable=unused-import
 
-OPERATIVE_CONFIG = configuration.OPERATIVE_CONFIG
-parse_gin = configuration.parse_gin
 PRECISIONS = (None, "float32", "mixed_bfloat16")
 
 
@@ -51,11 +49,6 @@ def atomic_write(path, text):
   with tf.io.gfile.GFile(tmp, "w") as f:
     f.write(text)
   tf.io.gfile.rename(tmp, path, overwrite=True)
-
-
-def model_input_shape(frontend, crop_seconds):
-  """(frames, mels) of one training crop: what the encoder is built for."""
-  return configuration.model_input_shape(frontend, crop_seconds)
 
 
 def _make_step_fn(model, optimizer, metrics, negatives, global_batch_size):
@@ -126,7 +119,7 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
     if epochs is None:
       raise ValueError("set train.total_steps or train.epochs")
     total_steps = int(round(epochs * steps_per_epoch))
-  input_shape = model_input_shape(frontend, crop_seconds)
+  input_shape = configuration.model_input_shape(frontend, crop_seconds)
 
   with strategy.scope():
     model = model_lib.ColaModel(encoder=encoders.build_encoder(input_shape=input_shape))
@@ -158,7 +151,8 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
       strategy.run(step_fn, args=(next(iterator),))
 
   if chief:
-    atomic_write(os.path.join(model_dir, OPERATIVE_CONFIG), gin.operative_config_str())
+    atomic_write(os.path.join(model_dir, configuration.OPERATIVE_CONFIG),
+                 gin.operative_config_str())
   negatives_per_anchor = (global_batch_size if negatives == "global"
                           else global_batch_size // replicas) - 1
   log(f"strategy {strategy_name}: {replicas} replica(s), global batch {global_batch_size} "
@@ -176,8 +170,7 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
             else tf.summary.create_noop_writer())
   step, loss, accuracy = start_step, float("nan"), float("nan")
   history = []
-  recent_rate = None
-  last_saved = start_step
+  recent_rate = None  # smoothed clips/s for the ETA
   while step < total_steps:
     to_checkpoint = checkpoint_every - step % checkpoint_every
     num_steps = min(steps_per_loop, total_steps - step, to_checkpoint)
@@ -195,8 +188,7 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
     step = new_step
     history.append((step, loss, accuracy))
     rate = num_steps * global_batch_size / elapsed
-    recent_rate = rate if recent_rate is None or step - num_steps == start_step else (
-        0.7 * recent_rate + 0.3 * rate)
+    recent_rate = rate if recent_rate is None else 0.7 * recent_rate + 0.3 * rate
     lr = float(schedule(step))
     with writer.as_default(step=step):
       tf.summary.scalar("loss", loss)
@@ -208,15 +200,12 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
         f"acc {accuracy:.3f} | lr {lr:.2e} | {rate:.1f} clips/s | ETA {_format_seconds(eta)}")
     if step % checkpoint_every == 0 or step == total_steps:
       manager.save(checkpoint_number=step)
-      last_saved = step
-  if last_saved != step:
-    manager.save(checkpoint_number=step)
   writer.flush()
   if not chief and tf.io.gfile.exists(out_dir):
     tf.io.gfile.rmtree(out_dir)
   log(f"data: {audio_lib.BAD_FILES.summary()}")
   log(f"done at step {step}: loss {loss:.4f}, contrastive accuracy {accuracy:.3f} "
       f"(chance {1 / (negatives_per_anchor + 1):.3f}); checkpoints in {model_dir}")
-  return {"step": step, "start_step": start_step, "chief": chief, "loss": loss, "accuracy": accuracy,
-          "history": history, "model": model, "optimizer": optimizer,
+  return {"step": step, "start_step": start_step, "chief": chief, "loss": loss,
+          "accuracy": accuracy, "history": history, "model": model, "optimizer": optimizer,
           "checkpoint": manager.latest_checkpoint}

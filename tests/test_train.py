@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from cola_tf import configuration
 from cola_tf import trainer as train_lib
 from conftest import REPO, subprocess_env
 
@@ -24,7 +25,7 @@ FAST = ["SyntheticSource.num_clips = 64", "train.global_batch_size = 16",
 
 def _run_in_process(model_dir, params):
   gin.clear_config()
-  train_lib.parse_gin([TINY], FAST + params, model_dir)
+  configuration.parse_gin([TINY], FAST + params, model_dir)
   return train_lib.train(model_dir)
 
 
@@ -163,4 +164,4 @@ def test_bad_configuration_errors_name_the_setting(tmp_path, clean_gin):
                                            f"FolderSource.root = '{tmp_path}/missing'"])
   gin.clear_config()
   with pytest.raises(ValueError, match="no gin config"):
-    train_lib.parse_gin([], [], str(tmp_path / "empty"))
+    configuration.parse_gin([], [], str(tmp_path / "empty"))
