@@ -1,0 +1,118 @@
+r"""All benchmarks in one table: `python -m cola_tf.benchmarks [--batch 32] [--skip_pipeline]`.
+
+Each train-step configuration runs in a fresh process (precision policy and thread settings
+are per process): train pairs/s and encoder-only clips/s per encoder, precision and XLA;
+forward FLOPs per clip and the train step's achieved FLOP/s as a fraction of this machine's
+measured float32 matmul peak; the fixed comparison point (EfficientNet-B0, batch 32, 98x64,
+1 intra- and 1 inter-op thread, float32 and bf16); HEAR-module throughput in seconds of
+audio embedded per second; then the input-pipeline table (cola_tf.benchmarks.input_pipeline).
+Warm-up is excluded and every figure is a median of repeated runs.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+CONFIGS = [  # (encoder, precision, jit, depthwise_impl)
+    ("small_cnn", "float32", False, None),
+    ("small_cnn", "mixed_bfloat16", False, None),
+    ("small_cnn", "float32", True, None),
+    ("efficientnet_b0", "float32", False, None),
+    ("efficientnet_b0", "mixed_bfloat16", False, None),
+    ("efficientnet_b0", "float32", True, None),
+    ("convnext_tiny", "float32", False, "depthwise"),
+    ("convnext_tiny", "mixed_bfloat16", False, "depthwise"),
+    ("convnext_tiny", "float32", False, "grouped"),
+]
+
+
+def _train_step(args):
+  cmd = [sys.executable, "-m", "cola_tf.benchmarks.train_step", "--json", *args]
+  proc = subprocess.run(cmd, capture_output=True, text=True,
+                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  if proc.returncode:
+    return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def hear_throughput(seconds=10.0, clips=8, repeats=3):
+  """Seconds of audio embedded per second by hear_module (scene + timestamp embeddings)."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import hear_module  # pylint: disable=import-outside-toplevel
+  from cola_tf import export  # pylint: disable=import-outside-toplevel
+  from cola_tf import train  # pylint: disable=import-outside-toplevel,unused-import
+  with tempfile.TemporaryDirectory() as tmp:
+    subprocess.run([sys.executable, "-m", "cola_tf.train", "--gin_file",
+                    os.path.join(os.path.dirname(__file__), "..", "..", "gin", "tiny.gin"),
+                    "--model_dir", tmp, "--gin_param", "train.total_steps = 2",
+                    "--gin_param", "build_adamw.warmup_steps = 1", "--noexport"],
+                   check=True, capture_output=True)
+    export.export(tmp, os.path.join(tmp, "export"))
+    model = hear_module.load_model(os.path.join(tmp, "export"))
+    audio = tf.constant(np.random.default_rng(0).uniform(-0.5, 0.5, (clips, int(seconds * 16000)))
+                        .astype(np.float32))
+    out = {}
+    for name, fn in (("scene", hear_module.get_scene_embeddings),
+                     ("timestamp", hear_module.get_timestamp_embeddings)):
+      fn(audio[:1], model)
+      rates = []
+      for _ in range(repeats):
+        started = time.perf_counter()
+        fn(audio, model)
+        rates.append(clips * seconds / (time.perf_counter() - started))
+      out[name] = sorted(rates)[len(rates) // 2]
+  return out
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--batch", type=int, default=32)
+  p.add_argument("--steps", type=int, default=3)
+  p.add_argument("--repeats", type=int, default=3)
+  p.add_argument("--skip_pipeline", action="store_true")
+  a = p.parse_args(argv)
+  from cola_tf.benchmarks import input_pipeline  # pylint: disable=import-outside-toplevel
+  from cola_tf.benchmarks import train_step  # pylint: disable=import-outside-toplevel
+  print(f"machine: {input_pipeline.machine()}", flush=True)
+  peak = train_step.matmul_peak_gflops("float32")
+  print(f"measured matmul peak: float32 {peak:.0f} GFLOP/s, "
+        f"bfloat16 {train_step.matmul_peak_gflops('bfloat16'):.0f} GFLOP/s\n", flush=True)
+  common = ["--batch", str(a.batch), "--steps", str(a.steps), "--repeats", str(a.repeats)]
+  print(f"{'encoder':28s} {'precision':15s} {'XLA':4s} {'train pairs/s':>13s} "
+        f"{'embed clips/s':>13s} {'GFLOPs/clip':>11s} {'% of peak':>9s}", flush=True)
+  for encoder, precision, jit, impl in CONFIGS:
+    args = ["--encoder", encoder, "--precision", precision] + common
+    args += ["--jit"] if jit else []
+    args += ["--depthwise_impl", impl] if impl else []
+    r = _train_step(args)
+    name = encoder + (f" ({impl})" if impl else "")
+    if "error" in r:
+      print(f"{name:28s} {precision:15s} {'on' if jit else 'off':4s} failed: {r['error']}",
+            flush=True)
+      continue
+    print(f"{name:28s} {precision:15s} {'on' if jit else 'off':4s} "
+          f"{r['train_pairs_per_s']:13.1f} {r['embed_clips_per_s']:13.1f} "
+          f"{r['forward_gflops_per_clip']:11.3f} {100 * r['train_gflops_per_s'] / peak:8.1f}%",
+          flush=True)
+  print("\nfixed point: EfficientNet-B0, batch 32, 98x64, 1 intra + 1 inter-op thread", flush=True)
+  for precision in ("float32", "mixed_bfloat16"):
+    r = _train_step(["--encoder", "efficientnet_b0", "--precision", precision, "--frames", "98",
+                     "--threads", "1", "--batch", "32", "--steps", str(a.steps),
+                     "--repeats", str(a.repeats)])
+    value = r.get("train_pairs_per_s")
+    print(f"  {precision:15s} {value:.1f} pairs/s" if value else f"  {precision}: {r}",
+          flush=True)
+  hear = hear_throughput()
+  print(f"\nhear_module (small_cnn export, 10 s clips): scene {hear['scene']:.0f} s of audio/s, "
+        f"timestamp {hear['timestamp']:.0f} s of audio/s", flush=True)
+  if not a.skip_pipeline:
+    print("\ninput pipeline:", flush=True)
+    input_pipeline.main([])
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,128 @@
+r"""COLA train-step and encoder throughput for one encoder / precision / XLA setting.
+
+  python -m cola_tf.benchmarks.train_step --encoder efficientnet_b0 [--batch 32]
+      [--precision float32|mixed_bfloat16] [--jit] [--frames 96] [--threads N]
+
+Times the real train step (encoder on anchors and positives, projection head, bilinear
+similarity, InfoNCE, AdamW update) on random log-mel input already in memory, so the input
+pipeline is excluded; prints pairs/s (median of --repeats timed loops of --steps steps after
+a warm-up), encoder-only inference clips/s, forward FLOPs per clip and achieved FLOP/s.
+`--threads N` sets TF's intra- and inter-op threads (must be set before TF starts).
+"""
+import argparse
+import json
+import statistics
+import time
+
+
+def forward_flops(encoder, input_shape):
+  """FLOPs of one clip's encoder forward pass, from TF's graph profiler."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from tensorflow.python.framework import convert_to_constants  # pylint: disable=import-outside-toplevel
+  fn = tf.function(lambda x: encoder(x, training=False)).get_concrete_function(
+      tf.TensorSpec((1,) + tuple(input_shape), tf.float32))
+  frozen = convert_to_constants.convert_variables_to_constants_v2(fn)
+  options = (tf.compat.v1.profiler.ProfileOptionBuilder(
+      tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()).with_empty_output().build())
+  return tf.compat.v1.profiler.profile(graph=frozen.graph, options=options).total_float_ops
+
+
+def run(encoder_name, batch=32, precision="float32", jit=False, frames=96, steps=5, repeats=3,
+        depthwise_impl=None):
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import tf_keras  # pylint: disable=import-outside-toplevel
+  from cola_tf import encoders  # pylint: disable=import-outside-toplevel
+  from cola_tf import model as model_lib  # pylint: disable=import-outside-toplevel
+  from cola_tf import optimization  # pylint: disable=import-outside-toplevel
+
+  tf_keras.mixed_precision.set_global_policy(precision)
+  shape = (frames, 64)
+  kwargs = {"depthwise_impl": depthwise_impl} if depthwise_impl else {}
+  encoder = encoders.build_encoder(encoder_name, input_shape=shape, **kwargs)
+  model = model_lib.ColaModel(encoder=encoder).build_for(shape)
+  optimizer, _ = optimization.build_adamw(1000, 100, learning_rate=1e-4, warmup_steps=10,
+                                          weight_decay=1e-4)
+  rng = tf.random.Generator.from_seed(0)
+  anchors = rng.normal((batch,) + shape)
+  positives = rng.normal((batch,) + shape)
+
+  def step():
+    with tf.GradientTape() as tape:
+      z = model.embed(tf.concat([anchors, positives], 0), training=True)
+      logits = model.logits(z[:batch], z[batch:])
+      loss = tf.reduce_mean(model_lib.contrastive_loss(logits))
+    variables = model.trainable_variables
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    return loss
+
+  step_fn = tf.function(step, jit_compile=jit)
+
+  @tf.function(jit_compile=jit)
+  def embed(x):
+    return encoder(x, training=False)
+
+  def timed(fn, count):
+    fn()  # warm-up (tracing, compilation, allocation)
+    rates = []
+    for _ in range(repeats):
+      started = time.perf_counter()
+      for _ in range(steps):
+        out = fn()
+      float(tf.reduce_sum(tf.cast(out, tf.float32)))  # wait for the device
+      rates.append(steps * count / (time.perf_counter() - started))
+    return statistics.median(rates)
+
+  pairs = timed(step_fn, batch)
+  clips = timed(lambda: embed(anchors), batch)
+  tf_keras.mixed_precision.set_global_policy("float32")
+  flops = forward_flops(encoders.build_encoder(encoder_name, input_shape=shape, **kwargs), shape)
+  # A train step runs the forward on 2 crops per pair and a backward of ~2x the forward.
+  achieved = pairs * 2 * 3 * flops
+  return {"encoder": encoder_name + (f" ({depthwise_impl})" if depthwise_impl else ""),
+          "batch": batch, "precision": precision, "jit": jit, "frames": frames,
+          "train_pairs_per_s": pairs, "embed_clips_per_s": clips,
+          "forward_gflops_per_clip": flops / 1e9, "train_gflops_per_s": achieved / 1e9}
+
+
+def matmul_peak_gflops(dtype="float32", n=2048, repeats=5):
+  """Measured dense matmul throughput on this machine (the 'peak' FLOP/s are compared to)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  a = tf.random.normal((n, n), dtype=tf.float32)
+  a = tf.cast(a, dtype)
+  mm = tf.function(lambda: tf.matmul(a, a))
+  mm()
+  rates = []
+  for _ in range(repeats):
+    started = time.perf_counter()
+    for _ in range(3):
+      out = mm()
+    float(tf.reduce_sum(tf.cast(out[:1, :1], tf.float32)))
+    rates.append(3 * 2 * n ** 3 / (time.perf_counter() - started) / 1e9)
+  return statistics.median(rates)
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--encoder", default="small_cnn")
+  p.add_argument("--batch", type=int, default=32)
+  p.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"])
+  p.add_argument("--jit", action="store_true")
+  p.add_argument("--frames", type=int, default=96)
+  p.add_argument("--steps", type=int, default=5)
+  p.add_argument("--repeats", type=int, default=3)
+  p.add_argument("--depthwise_impl", default=None, choices=["depthwise", "grouped"])
+  p.add_argument("--threads", type=int, default=0, help="intra = inter-op threads (0: TF's)")
+  p.add_argument("--json", action="store_true", help="print one JSON line")
+  a = p.parse_args(argv)
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  if a.threads:
+    tf.config.threading.set_intra_op_parallelism_threads(a.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(a.threads)
+  result = run(a.encoder, a.batch, a.precision, a.jit, a.frames, a.steps, a.repeats,
+               a.depthwise_impl)
+  result["threads"] = a.threads
+  print(json.dumps(result) if a.json else result, flush=True)
+
+
+if __name__ == "__main__":
+  main()
