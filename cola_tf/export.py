@@ -46,7 +46,6 @@ class FrozenEncoder(tf.Module):
   def __init__(self, frontend, encoder, window_samples, chunk_windows=256):
     super().__init__(name="cola_frozen_encoder")
     self.encoder = encoder
-    self.frontend_params = frontend.params()
     self._frontend = frontend
     self.window_samples = int(window_samples)
     self.embedding_size = int(encoder.output_shape[-1])

@@ -1,7 +1,6 @@
 """Sources, decoding and the pair pipeline on generated corpora in every layout."""
 import csv
 import os
-import shutil
 import subprocess
 import sys
 

@@ -4,7 +4,6 @@ import math
 import numpy as np
 import pytest
 import tensorflow as tf
-import tf_keras
 
 from cola_tf import encoders
 from cola_tf import model as model_lib

@@ -44,7 +44,6 @@ def hear_throughput(seconds=10.0, clips=8, repeats=3):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   import hear_module  # pylint: disable=import-outside-toplevel
   from cola_tf import export  # pylint: disable=import-outside-toplevel
-  from cola_tf import train  # pylint: disable=import-outside-toplevel,unused-import
   with tempfile.TemporaryDirectory() as tmp:
     subprocess.run([sys.executable, "-m", "cola_tf.train", "--gin_file",
                     os.path.join(os.path.dirname(__file__), "..", "..", "gin", "tiny.gin"),

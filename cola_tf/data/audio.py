@@ -107,7 +107,7 @@ def _to_mono_resampled(audio, rate, sample_rate):
   return np.clip(audio, -1.0, 1.0).astype(np.float32, copy=False)
 
 
-def decode_numpy(contents, name, sample_rate):
+def decode_numpy(contents, sample_rate):
   """Decodes bytes with libsndfile. Returns (float32 mono waveform, error string or '')."""
   try:
     audio, rate = sf.read(io.BytesIO(contents), dtype="float32", always_2d=True)
@@ -132,7 +132,7 @@ def _as_bytes(value):
 def _numpy_branch(contents, name, sample_rate):
   def fn(contents, name):
     contents, name = _as_bytes(contents), _as_bytes(name).decode("utf-8", "replace")
-    audio, error = decode_numpy(contents, name, sample_rate)
+    audio, error = decode_numpy(contents, sample_rate)
     if error:
       BAD_FILES.report(name, error)
     return audio, not error

@@ -31,7 +31,7 @@ def _encode(path, out_format):
   from cola_tf.data import audio as audio_lib  # pylint: disable=import-outside-toplevel
   with open(path, "rb") as f:
     contents = f.read()
-  waveform, error = audio_lib.decode_numpy(contents, path, SAMPLE_RATE)
+  waveform, error = audio_lib.decode_numpy(contents, SAMPLE_RATE)
   if error:
     raise ValueError(error)
   duration = waveform.size / SAMPLE_RATE
