@@ -17,6 +17,7 @@ setup(
         "scipy>=1.10",
         "soundfile>=0.12",
         "absl-py>=1.0",
+        "matplotlib>=3.7",  # linear-probe confusion matrix and experiment plots (PNG)
     ],
     extras_require={
         # Native FLAC/MP3/OGG ops; they fail to load on TF 2.20, so never required.

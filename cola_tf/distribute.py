@@ -7,14 +7,32 @@ from official.common import distribute_utils
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu")
 
 
-def build_strategy(name="default", tpu_address=None, devices=None):
+def split_cpu(replicas):
+  """Splits the host CPU into `replicas` logical devices; must run before TF starts."""
+  cpu = tf.config.list_physical_devices("CPU")[0]
+  try:
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+  except RuntimeError as e:
+    if len(tf.config.list_logical_devices("CPU")) != replicas:
+      raise ValueError(f"train.cpu_replicas={replicas}: the CPU must be split before "
+                       f"TensorFlow starts ({e})") from e
+  return [d.name for d in tf.config.list_logical_devices("CPU")]
+
+
+def build_strategy(name="default", tpu_address=None, devices=None, cpu_replicas=None):
   """'tpu' resolves `tpu_address` ('' or 'local' on a TPU VM, a name or grpc:// address) and
-  initialises the TPU system; 'mirrored' uses all local GPUs, or `devices` if given;
-  'multi_worker_mirrored' reads TF_CONFIG; 'default' is the no-op strategy."""
+  initialises the TPU system; 'mirrored' uses all local GPUs, or `devices` if given, or
+  `cpu_replicas` logical CPU devices (multi-replica runs, e.g. global negatives, on a CPU-only
+  machine); 'multi_worker_mirrored' reads TF_CONFIG; 'default' is the no-op strategy."""
   if name not in STRATEGIES:
     raise ValueError(f"train.strategy must be one of {STRATEGIES}, got {name!r}")
+  if cpu_replicas and name != "mirrored":
+    raise ValueError(f"train.cpu_replicas needs train.strategy='mirrored', got {name!r}")
   if name == "default":
     return tf.distribute.get_strategy()
+  if cpu_replicas:
+    return tf.distribute.MirroredStrategy(devices=split_cpu(int(cpu_replicas)))
   if name == "mirrored" and devices:
     return tf.distribute.MirroredStrategy(devices=list(devices))
   if name == "tpu" and tpu_address is None:

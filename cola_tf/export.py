@@ -1,6 +1,10 @@
 r"""Exports the frozen encoder (frontend + encoder + pooling) as a TensorFlow SavedModel.
 
   python -m cola_tf.export --model_dir DIR --output OUT [--checkpoint DIR/ckpt-N]
+  python -m cola_tf.export --model_dir DIR --output OUT --random_init_seed S
+
+`--random_init_seed S` exports a fresh, untrained initialisation of the run's encoder, seeded
+with S (the control arm of a linear probe: same architecture, frontend and config).
 
 The SavedModel needs TensorFlow alone to load (`tf.saved_model.load(OUT)`): no cola_tf, gin
 or Keras code. Its functions take batched mono float32 audio at 16 kHz, [batch, samples]:
@@ -100,16 +104,24 @@ class FrozenEncoder(tf.Module):
     return tf.reduce_mean(self._centred_windows(audio, self.scene_hop, centres), axis=1)
 
 
-def load_trained(model_dir, checkpoint=None):
-  """(frontend, model, window_samples, step) from a training model_dir."""
+def load_trained(model_dir, checkpoint=None, random_init_seed=None):
+  """(frontend, model, window_samples, step, checkpoint path) from a training model_dir.
+
+  With random_init_seed, no checkpoint is read: a fresh initialisation seeded with it (step 0).
+  """
   gin.clear_config()
   configuration.parse_gin([], [], model_dir)
   frontend = frontend_lib.LogMelFrontend()
   crop_seconds = gin.query_parameter("train.crop_seconds")
   shape = configuration.model_input_shape(frontend, crop_seconds)
   tf_keras.mixed_precision.set_global_policy("float32")  # export runs in float32
+  if random_init_seed is not None:
+    tf_keras.utils.set_random_seed(random_init_seed)
   model = model_lib.ColaModel(encoder=encoders.build_encoder(input_shape=shape))
   model.build_for(shape)
+  if random_init_seed is not None:
+    return (frontend, model, int(round(crop_seconds * frontend.sample_rate)), 0,
+            f"random init (seed {random_init_seed})")
   path = checkpoint or tf.train.latest_checkpoint(model_dir)
   if path is None:
     raise ValueError(f"export: no checkpoint in {model_dir}")
@@ -119,9 +131,12 @@ def load_trained(model_dir, checkpoint=None):
   return frontend, model, int(round(crop_seconds * frontend.sample_rate)), step, path
 
 
-def export(model_dir, output, checkpoint=None, chunk_windows=256):
+def export(model_dir, output, checkpoint=None, chunk_windows=256, random_init_seed=None):
   """Writes the SavedModel and its metadata to `output` (atomically); returns the metadata."""
-  frontend, model, window_samples, step, path = load_trained(model_dir, checkpoint)
+  if checkpoint and random_init_seed is not None:
+    raise ValueError("export: give a checkpoint or a random_init_seed, not both")
+  frontend, model, window_samples, step, path = load_trained(model_dir, checkpoint,
+                                                             random_init_seed)
   config = gin.config_str()
   module = FrozenEncoder(frontend, model.encoder, window_samples, chunk_windows)
   tmp = output.rstrip("/") + ".tmp-export"
@@ -162,9 +177,11 @@ def main(argv=None):
                  help="training model_dir (operative config + checkpoints)")
   p.add_argument("--output", help="where to write the SavedModel (default MODEL_DIR/export)")
   p.add_argument("--checkpoint", help="a checkpoint prefix (default: the latest)")
+  p.add_argument("--random_init_seed", type=int,
+                 help="export the untrained encoder initialised with this seed instead")
   a = p.parse_args(argv)
   output = a.output or os.path.join(a.model_dir, "export")
-  meta = export(a.model_dir, output, a.checkpoint)
+  meta = export(a.model_dir, output, a.checkpoint, random_init_seed=a.random_init_seed)
   print(f"[cola_tf] exported {meta['encoder']} at step {meta['training_step']} "
         f"({meta['embedding_size']}-d embeddings) to {output}", flush=True)
 

@@ -43,6 +43,30 @@ def _load_1s(path):
   return np.pad(audio, (0, max(0, SAMPLE_RATE - audio.size)))[:SAMPLE_RATE]
 
 
+def silence_cuts(src, wanted):
+  """`_silence_` clips for the 12-class task: {split: [(name, 1 s float32 cut)]}.
+
+  1 s cuts of `_background_noise_/*.wav`, `wanted[split]` per split, the noise files dealt
+  out to the splits in turn so no recording spans two splits.
+  """
+  noise_dir = os.path.join(src, "_background_noise_")
+  noises = sorted(n for n in os.listdir(noise_dir) if n.endswith(".wav")) \
+      if os.path.isdir(noise_dir) else []
+  if not noises:
+    raise ValueError(f"--src {src!r}: 12 classes need _background_noise_/*.wav for _silence_")
+  cuts_of = {s: [] for s in SPLITS}
+  for i, noise in enumerate(noises):
+    split = SPLITS[i % len(SPLITS)] if len(noises) >= len(SPLITS) else None
+    audio, _ = sf.read(os.path.join(noise_dir, noise), dtype="float32", always_2d=True)
+    audio = audio.mean(axis=1)
+    cuts = [audio[k:k + SAMPLE_RATE] for k in range(0, audio.size - SAMPLE_RATE + 1, SAMPLE_RATE)]
+    for j, cut in enumerate(cuts):
+      target = split or SPLITS[j % len(SPLITS)]
+      if len(cuts_of[target]) < wanted[target]:
+        cuts_of[target].append((f"_silence_-{os.path.splitext(noise)[0]}-{j:04d}.wav", cut))
+  return cuts_of
+
+
 def prepare(src, dst, classes=12, probe="linear"):
   """Writes the task; returns {split: number of clips}."""
   if classes not in (12, 35):
@@ -71,26 +95,12 @@ def prepare(src, dst, classes=12, probe="linear"):
       labels[split][out_name] = [label]
   vocabulary = sorted({l[0] for split in labels.values() for l in split.values()})
   if classes == 12:
-    noise_dir = os.path.join(src, "_background_noise_")
-    noises = sorted(n for n in os.listdir(noise_dir) if n.endswith(".wav")) \
-        if os.path.isdir(noise_dir) else []
-    if not noises:
-      raise ValueError(f"--src {src!r}: 12 classes need _background_noise_/*.wav for _silence_")
     wanted = {s: max(1, len(labels[s]) // 11) for s in SPLITS}
-    for i, noise in enumerate(noises):
-      split = SPLITS[i % len(SPLITS)] if len(noises) >= len(SPLITS) else None
-      audio, rate = sf.read(os.path.join(noise_dir, noise), dtype="float32", always_2d=True)
-      audio = audio.mean(axis=1)
-      cuts = [audio[k:k + SAMPLE_RATE] for k in range(0, audio.size - SAMPLE_RATE + 1, SAMPLE_RATE)]
-      for j, cut in enumerate(cuts):
-        target = split or SPLITS[j % len(SPLITS)]
-        have = sum(1 for v in labels[target].values() if v == ["_silence_"])
-        if have >= wanted[target]:
-          continue
-        out_name = f"_silence_-{os.path.splitext(noise)[0]}-{j:04d}.wav"
-        sf.write(os.path.join(task_dir, str(SAMPLE_RATE), target, out_name), cut, SAMPLE_RATE,
+    for split, cuts in silence_cuts(src, wanted).items():
+      for out_name, cut in cuts:
+        sf.write(os.path.join(task_dir, str(SAMPLE_RATE), split, out_name), cut, SAMPLE_RATE,
                  subtype="PCM_16")
-        labels[target][out_name] = ["_silence_"]
+        labels[split][out_name] = ["_silence_"]
     vocabulary = sorted(set(vocabulary) | {"_silence_"})
   for s in SPLITS:
     if not labels[s]:

@@ -73,9 +73,9 @@ def _make_step_fn(model, optimizer, metrics, negatives, global_batch_size):
 
 @gin.configurable(denylist=["model_dir"])
 def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, devices=None,
-          global_batch_size=64, epochs=None, total_steps=None, steps_per_epoch=None,
-          steps_per_loop=10, checkpoint_every=100, keep_checkpoints=3, crop_seconds=0.96,
-          negatives="replica", precision=None, jit_compile=False, seed=0):
+          cpu_replicas=None, global_batch_size=64, epochs=None, total_steps=None,
+          steps_per_epoch=None, steps_per_loop=10, checkpoint_every=100, keep_checkpoints=3,
+          crop_seconds=0.96, negatives="replica", precision=None, jit_compile=False, seed=0):
   """Pretrains COLA into `model_dir`.
 
   Returns a dict: final 'step', 'start_step' (> 0 when resumed), final 'loss' and 'accuracy',
@@ -84,6 +84,8 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
   Args:
     source: where clips come from (e.g. `@SyntheticSource()`, `@FolderSource()`).
     strategy: 'default' | 'mirrored' | 'multi_worker_mirrored' | 'tpu' (see distribute.py).
+    cpu_replicas: with 'mirrored' on a CPU-only host, split the CPU into this many replicas
+      (set before TensorFlow starts, so from the command line only).
     global_batch_size: pairs per step over all replicas (split evenly per replica).
     epochs / total_steps: the step budget; total_steps wins if both are set. Raising it and
       re-running in the same model_dir continues the run (schedule included).
@@ -98,11 +100,12 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
     raise ValueError(f"train.precision must be one of {PRECISIONS}, got {precision!r}")
   if negatives not in model_lib.NEGATIVES:
     raise ValueError(f"train.negatives must be one of {model_lib.NEGATIVES}, got {negatives!r}")
+  strategy_name = strategy
+  strategy = distribute.build_strategy(strategy, tpu_address=tpu_address, devices=devices,
+                                       cpu_replicas=cpu_replicas)
   tf_keras.utils.set_random_seed(seed)
   tf_keras.mixed_precision.set_global_policy(precision or "float32")
 
-  strategy_name = strategy
-  strategy = distribute.build_strategy(strategy, tpu_address=tpu_address, devices=devices)
   replicas = strategy.num_replicas_in_sync
   if global_batch_size % replicas:
     raise ValueError(f"train.global_batch_size={global_batch_size} is not divisible by the "

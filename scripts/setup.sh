@@ -2,8 +2,8 @@
 # Creates ./.venv (Python 3.11) and installs cola_tf with its test extras. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# espeak-ng lets the tests build Speech Commands trees with ../shared/data's generator
-# (without it they build the same layout from numpy audio).
+# espeak-ng: speech for scripts/make_speech_commands_synth.py (the experiment needs it; the
+# tests build the same layout from numpy audio without it).
 if ! command -v espeak-ng >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo -n"
   { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq espeak-ng >/dev/null; } \

@@ -47,9 +47,9 @@ NUMPY_WORDS = ("cat", "dog", "up", "down", "go", "yes", "no", "left")
 
 
 def make_speech_commands_tree(root, num_words=3, num_speakers=10):
-  """A Speech Commands v0.02 tree: the shared espeak-ng generator when available, else the
-  same layout from numpy tones (word = pitch band)."""
-  script = os.path.join(os.path.dirname(REPO), "shared", "data", "make_speech_commands_synth.py")
+  """A Speech Commands v0.02 tree: the espeak-ng generator (scripts/) when espeak-ng is
+  installed, else the same layout from numpy tones (word = pitch band)."""
+  script = os.path.join(REPO, "scripts", "make_speech_commands_synth.py")
   if shutil.which("espeak-ng") and os.path.exists(script):
     subprocess.run([sys.executable, script, root, "--speakers", str(num_speakers), "--words",
                     str(num_words), "--seed", "1"], check=True, capture_output=True,

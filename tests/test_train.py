@@ -152,6 +152,18 @@ def test_mirrored_two_devices_global_negatives_loss_goes_down(tmp_path):
   assert result["accuracy"] > 2 / 32
 
 
+def test_cli_splits_the_cpu_into_replicas(tmp_path):
+  """train.cpu_replicas: a multi-replica run on a CPU-only machine, straight from the CLI."""
+  proc = subprocess.run(_cli(str(tmp_path / "run"), *FAST, "train.total_steps = 10",
+                             "train.global_batch_size = 32", "train.strategy = 'mirrored'",
+                             "train.cpu_replicas = 2") + ["--noexport"],
+                        cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
+                        timeout=600)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  assert "2 replica(s), global batch 32 (16 per replica), 15 negatives/anchor" in proc.stdout
+  assert "done at step 10" in proc.stdout
+
+
 def test_bad_configuration_errors_name_the_setting(tmp_path, clean_gin):
   with pytest.raises(ValueError, match="train.negatives"):
     _run_in_process(str(tmp_path / "a"), ["train.negatives = 'all'"])
@@ -162,6 +174,11 @@ def test_bad_configuration_errors_name_the_setting(tmp_path, clean_gin):
   with pytest.raises(ValueError, match="FolderSource.root"):
     _run_in_process(str(tmp_path / "c"), ["train.source = @FolderSource()",
                                            f"FolderSource.root = '{tmp_path}/missing'"])
+  with pytest.raises(ValueError, match="cpu_replicas needs train.strategy='mirrored'"):
+    _run_in_process(str(tmp_path / "d"), ["train.cpu_replicas = 2"])
+  with pytest.raises(ValueError, match="must be split before TensorFlow starts"):
+    _run_in_process(str(tmp_path / "e"), ["train.strategy = 'mirrored'",
+                                           "train.cpu_replicas = 3"])
   gin.clear_config()
   with pytest.raises(ValueError, match="no gin config"):
     configuration.parse_gin([], [], str(tmp_path / "empty"))

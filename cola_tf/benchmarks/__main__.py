@@ -1,12 +1,15 @@
-r"""All benchmarks in one table: `python -m cola_tf.benchmarks [--batch 32] [--skip_pipeline]`.
+r"""All benchmarks in one table: `python -m cola_tf.benchmarks [--batch 32] [--sections ...]`.
 
 Each train-step configuration runs in a fresh process (precision policy and thread settings
 are per process): train pairs/s and encoder-only clips/s per encoder, precision and XLA;
 forward FLOPs per clip and the train step's achieved FLOP/s as a fraction of this machine's
 measured float32 matmul peak; the fixed comparison point (EfficientNet-B0, batch 32, 98x64,
-1 intra- and 1 inter-op thread, float32 and bf16); HEAR-module throughput in seconds of
-audio embedded per second; then the input-pipeline table (cola_tf.benchmarks.input_pipeline).
-Warm-up is excluded and every figure is a median of repeated runs.
+1 intra- and 1 inter-op thread, float32 and bf16, next to the same step as a plain tf_keras
+compile()+fit() loop); HEAR-module throughput in seconds of audio embedded per second; then
+the input-pipeline table (cola_tf.benchmarks.input_pipeline) and the ratio of the pipeline's
+pairs/s to each float32 train step's (the pipeline must keep ahead of the model on the same
+cores). Warm-up is excluded and every figure is a median of repeated runs. `--sections`
+picks a subset (train, fixed, hear, pipeline).
 """
 import argparse
 import json
@@ -27,6 +30,9 @@ CONFIGS = [  # (encoder, precision, jit, depthwise_impl)
     ("convnext_tiny", "mixed_bfloat16", False, "depthwise"),
     ("convnext_tiny", "float32", False, "grouped"),
 ]
+
+
+SECTIONS = ("train", "fixed", "hear", "pipeline")
 
 
 def _train_step(args):
@@ -67,13 +73,31 @@ def hear_throughput(seconds=10.0, clips=8, repeats=3):
   return out
 
 
+def fixed_point(steps, repeats):
+  """EfficientNet-B0, batch 32, 98x64, 1+1 threads: float32, bf16, and tf_keras fit()."""
+  print("\nfixed point: EfficientNet-B0, batch 32, 98x64, 1 intra + 1 inter-op thread", flush=True)
+  fixed = ["--encoder", "efficientnet_b0", "--frames", "98", "--threads", "1", "--batch", "32",
+           "--steps", str(steps), "--repeats", str(repeats)]
+  for label, extra, key in (("float32", ["--precision", "float32"], "train_pairs_per_s"),
+                            ("mixed_bfloat16", ["--precision", "mixed_bfloat16"],
+                             "train_pairs_per_s"),
+                            ("keras fit() float32", ["--keras_fit"], "keras_fit_pairs_per_s")):
+    r = _train_step(fixed + extra)
+    value = r.get(key)
+    print(f"  {label:20s} {value:.1f} pairs/s" if value else f"  {label}: {r}", flush=True)
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--batch", type=int, default=32)
   p.add_argument("--steps", type=int, default=3)
   p.add_argument("--repeats", type=int, default=3)
-  p.add_argument("--skip_pipeline", action="store_true")
+  p.add_argument("--sections", default=",".join(SECTIONS),
+                 help=f"comma-separated subset of {','.join(SECTIONS)}")
   a = p.parse_args(argv)
+  sections = set(a.sections.split(","))
+  if not sections <= set(SECTIONS):
+    p.error(f"--sections: unknown {sorted(sections - set(SECTIONS))}; choose from {SECTIONS}")
   from cola_tf.benchmarks import input_pipeline  # pylint: disable=import-outside-toplevel
   from cola_tf.benchmarks import train_step  # pylint: disable=import-outside-toplevel
   print(f"machine: {input_pipeline.machine()}", flush=True)
@@ -81,9 +105,14 @@ def main(argv=None):
   print(f"measured matmul peak: float32 {peak:.0f} GFLOP/s, "
         f"bfloat16 {train_step.matmul_peak_gflops('bfloat16'):.0f} GFLOP/s\n", flush=True)
   common = ["--batch", str(a.batch), "--steps", str(a.steps), "--repeats", str(a.repeats)]
-  print(f"{'encoder':28s} {'precision':15s} {'XLA':4s} {'train pairs/s':>13s} "
-        f"{'embed clips/s':>13s} {'GFLOPs/clip':>11s} {'% of peak':>9s}", flush=True)
-  for encoder, precision, jit, impl in CONFIGS:
+  train_rates = {}
+  configs = CONFIGS if "train" in sections else []
+  if "pipeline" in sections and not configs:  # the ratio needs the float32 steps
+    configs = [c for c in CONFIGS if c[1] == "float32" and not c[2] and c[3] != "grouped"]
+  if configs:
+    print(f"{'encoder':28s} {'precision':15s} {'XLA':4s} {'train pairs/s':>13s} "
+          f"{'embed clips/s':>13s} {'GFLOPs/clip':>11s} {'% of peak':>9s}", flush=True)
+  for encoder, precision, jit, impl in configs:
     args = ["--encoder", encoder, "--precision", precision] + common
     args += ["--jit"] if jit else []
     args += ["--depthwise_impl", impl] if impl else []
@@ -93,25 +122,26 @@ def main(argv=None):
       print(f"{name:28s} {precision:15s} {'on' if jit else 'off':4s} failed: {r['error']}",
             flush=True)
       continue
+    if precision == "float32" and not jit and impl != "grouped":
+      train_rates[encoder] = r["train_pairs_per_s"]
     print(f"{name:28s} {precision:15s} {'on' if jit else 'off':4s} "
           f"{r['train_pairs_per_s']:13.1f} {r['embed_clips_per_s']:13.1f} "
           f"{r['forward_gflops_per_clip']:11.3f} {100 * r['train_gflops_per_s'] / peak:8.1f}%",
           flush=True)
-  print("\nfixed point: EfficientNet-B0, batch 32, 98x64, 1 intra + 1 inter-op thread", flush=True)
-  for precision in ("float32", "mixed_bfloat16"):
-    r = _train_step(["--encoder", "efficientnet_b0", "--precision", precision, "--frames", "98",
-                     "--threads", "1", "--batch", "32", "--steps", str(a.steps),
-                     "--repeats", str(a.repeats)])
-    value = r.get("train_pairs_per_s")
-    print(f"  {precision:15s} {value:.1f} pairs/s" if value else f"  {precision}: {r}",
-          flush=True)
-  hear = hear_throughput()
-  print(f"\nhear_module (small_cnn export, 10 s clips): scene {hear['scene']:.0f} s of audio/s, "
-        f"timestamp {hear['timestamp']:.0f} s of audio/s", flush=True)
-  if not a.skip_pipeline:
+  if "fixed" in sections:
+    fixed_point(a.steps, a.repeats)
+  if "hear" in sections:
+    hear = hear_throughput()
+    print(f"\nhear_module (small_cnn export, 10 s clips): scene {hear['scene']:.0f} s of audio/s, "
+          f"timestamp {hear['timestamp']:.0f} s of audio/s", flush=True)
+  if "pipeline" in sections:
     print("\ninput pipeline:", flush=True)
-    input_pipeline.main([])
-
+    pipeline_rates = input_pipeline.main(["--batch", str(a.batch)])
+    print("\npipeline alone / train step alone (float32, same cores):", flush=True)
+    for source in ("folder wav", "tfrecord (flac, zlib)"):
+      for encoder, rate in train_rates.items():
+        print(f"  {source:22s} {pipeline_rates[source][1]:7.0f} pairs/s vs {encoder:16s} "
+              f"{rate:6.1f} pairs/s: {pipeline_rates[source][1] / rate:5.1f}x", flush=True)
 
 if __name__ == "__main__":
   main()

@@ -84,6 +84,7 @@ def main(argv=None):
     layouts.append(("tfrecord (flac, zlib)", sources.TFRecordSource(
         os.path.join(root, "tfrecords", "shard-*.tfrecord"))))
     print(f"\n{'source':24s} {'decode clips/s':>15s} {'pairs/s':>10s}")
+    results = {}
     for name, source in layouts:
       def decode_pass(passes=5):  # several passes per iterator: per-pass start-up amortised
         clips = pipeline.decoded_clips(source, 16000, seed=1).repeat(passes)
@@ -95,8 +96,9 @@ def main(argv=None):
         for _ in range(a.batches):
           next(iterator)
         return a.batches * a.batch
-      print(f"{name:24s} {timed(decode_pass, a.repeats):15.0f} {timed(pairs, a.repeats):10.0f}",
-            flush=True)
+      results[name] = (timed(decode_pass, a.repeats), timed(pairs, a.repeats))
+      print(f"{name:24s} {results[name][0]:15.0f} {results[name][1]:10.0f}", flush=True)
+  return results
 
 
 if __name__ == "__main__":

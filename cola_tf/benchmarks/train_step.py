@@ -84,6 +84,49 @@ def run(encoder_name, batch=32, precision="float32", jit=False, frames=96, steps
           "forward_gflops_per_clip": flops / 1e9, "train_gflops_per_s": achieved / 1e9}
 
 
+def keras_fit_pairs_per_s(encoder_name, batch=32, frames=98, steps=5, repeats=3):
+  """The same COLA step as a plain tf_keras compile()+fit() loop (the issue's reference loop).
+
+  Measured next to run()'s custom loop in the same process settings so the two can be
+  compared on one machine: a faster fit() would mean our loop leaves speed on the table.
+  """
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import tf_keras  # pylint: disable=import-outside-toplevel
+  from cola_tf import encoders  # pylint: disable=import-outside-toplevel
+  from cola_tf import model as model_lib  # pylint: disable=import-outside-toplevel
+
+  shape = (frames, 64)
+
+  class FitCola(tf_keras.Model):
+    def __init__(self):
+      super().__init__()
+      self.cola = model_lib.ColaModel(encoder=encoders.build_encoder(encoder_name,
+                                                                     input_shape=shape))
+
+    def train_step(self, data):
+      anchors, positives = data
+      with tf.GradientTape() as tape:
+        z = self.cola.embed(tf.concat([anchors, positives], 0), training=True)
+        loss = tf.reduce_mean(model_lib.contrastive_loss(
+            self.cola.logits(z[:batch], z[batch:])))
+      self.optimizer.minimize(loss, self.trainable_variables, tape=tape)
+      return {"loss": loss}
+
+  model = FitCola()
+  model.cola.build_for(shape)
+  model.compile(optimizer=tf_keras.optimizers.AdamW(1e-4, weight_decay=1e-4))
+  rng = tf.random.Generator.from_seed(0)
+  pair = (rng.normal((batch,) + shape), rng.normal((batch,) + shape))
+  data = tf.data.Dataset.from_tensors(pair).repeat()
+  model.fit(data, steps_per_epoch=2, epochs=1, verbose=0)  # warm-up: tracing
+  rates = []
+  for _ in range(repeats):
+    started = time.perf_counter()
+    model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+    rates.append(steps * batch / (time.perf_counter() - started))
+  return statistics.median(rates)
+
+
 def matmul_peak_gflops(dtype="float32", n=2048, repeats=5):
   """Measured dense matmul throughput on this machine (the 'peak' FLOP/s are compared to)."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -113,13 +156,20 @@ def main(argv=None):
   p.add_argument("--depthwise_impl", default=None, choices=["depthwise", "grouped"])
   p.add_argument("--threads", type=int, default=0, help="intra = inter-op threads (0: TF's)")
   p.add_argument("--json", action="store_true", help="print one JSON line")
+  p.add_argument("--keras_fit", action="store_true",
+                 help="time a plain tf_keras compile()+fit() COLA loop instead (float32)")
   a = p.parse_args(argv)
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   if a.threads:
     tf.config.threading.set_intra_op_parallelism_threads(a.threads)
     tf.config.threading.set_inter_op_parallelism_threads(a.threads)
-  result = run(a.encoder, a.batch, a.precision, a.jit, a.frames, a.steps, a.repeats,
-               a.depthwise_impl)
+  if a.keras_fit:
+    result = {"encoder": a.encoder, "batch": a.batch, "frames": a.frames,
+              "keras_fit_pairs_per_s": keras_fit_pairs_per_s(a.encoder, a.batch, a.frames,
+                                                             a.steps, a.repeats)}
+  else:
+    result = run(a.encoder, a.batch, a.precision, a.jit, a.frames, a.steps, a.repeats,
+                 a.depthwise_impl)
   result["threads"] = a.threads
   print(json.dumps(result) if a.json else result, flush=True)
 

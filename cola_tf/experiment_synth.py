@@ -1,0 +1,407 @@
+r"""Does COLA pretraining help? A small, reproducible experiment on generated speech.
+
+  python -m cola_tf.experiment_synth [--out runs/experiment_synth] [--steps 600]
+      [--seeds 3] [--no_ablations] [--no_heareval]
+  (scripts/experiment_synth.sh runs it after the set-up.)
+
+1. Data: scripts/make_speech_commands_synth.py (espeak-ng speech) writes a Speech Commands
+   v0.02-layout corpus (35 words, `--takes` utterances per word and speaker, speaker-
+   disjoint splits) and `--unlabeled` multi-second unlabeled clips (phrases, tones, noise).
+2. Pretraining (gin/experiment_synth.gin, a small CNN): arm `cola-unlabeled` on the
+   unlabeled clips; arm `cola-unlabeled+train` on those plus the train split's audio
+   without labels; `--seeds` pretraining seeds each. Every run is exported.
+3. Controls: the same encoder at random initialisation (`--seeds` seeds, via
+   `cola_tf.export --random_init_seed`) and the log-mel mean/std baseline.
+4. Probes (cola_tf.linear_probe: frozen encoder, standardised features, one Dense layer,
+   AdamW, best epoch on valid, test top-1) on two tasks: keyword (35 words, speaker-
+   disjoint) and speaker identification (same speakers, disjoint clips). For keywords also
+   heareval's linear probe (hear-validator -> embeddings -> predictions runners) on the
+   first seed of each arm and of random init.
+5. Ablations on `cola-unlabeled+train` (one seed each, gin bindings): cosine similarity
+   (temperature 0.1) instead of bilinear; SpecAugment on both crops / on neither instead of
+   the positive only; 2 CPU replicas with replica-local vs global negatives.
+
+Writes OUT/results.csv and OUT/results.md (mean, std and every seed), OUT/training_curves.png
+(loss and contrastive accuracy over steps) and OUT/probe_accuracy.png. Every stage is kept
+on disk and skipped when rerun (an interrupted run continues where it stopped; training runs
+resume from their checkpoints). Progress goes to stdout; each child's full log to OUT/logs/.
+"""
+import argparse
+import csv
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GENERATOR = os.path.join(REPO, "scripts", "make_speech_commands_synth.py")
+GIN_FILE = os.path.join(REPO, "gin", "experiment_synth.gin")
+TASKS = ("keyword", "speaker")
+ARMS = ("cola-unlabeled", "cola-unlabeled+train")
+ABLATION_ARM = "cola-unlabeled+train"
+ABLATIONS = {  # name -> gin bindings on top of the arm's
+    "cosine similarity (T=0.1)": ["ColaModel.similarity = 'cosine'",
+                                  "ColaModel.temperature = 0.1"],
+    "SpecAugment on both crops": ["pair_dataset.spec_augment = 'both'"],
+    "no SpecAugment": ["pair_dataset.spec_augment = 'none'"],
+    "2 replicas, replica negatives": ["train.strategy = 'mirrored'", "train.cpu_replicas = 2",
+                                      "train.negatives = 'replica'"],
+    "2 replicas, global negatives": ["train.strategy = 'mirrored'", "train.cpu_replicas = 2",
+                                     "train.negatives = 'global'"],
+}
+
+
+def slug(name):
+  """A folder name for a run or encoder name."""
+  return re.sub(r"[^A-Za-z0-9.-]+", "_", name).strip("_")
+
+
+def log(message):
+  print(f"[experiment] {time.strftime('%H:%M:%S')} {message}", flush=True)
+
+
+def run_logged(args, log_path, echo=None):
+  """Runs a child process, its output appended to log_path; lines containing `echo` are also
+  printed (progress). Raises with the log's tail on failure."""
+  os.makedirs(os.path.dirname(log_path), exist_ok=True)
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+  with open(log_path, "a") as f:
+    f.write("$ " + " ".join(args) + "\n")
+    f.flush()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, cwd=REPO)
+    for line in proc.stdout:
+      f.write(line)
+      if echo and echo in line:
+        print("    " + line.rstrip(), flush=True)
+    proc.wait()
+  if proc.returncode:
+    with open(log_path) as f:
+      tail = "".join(f.readlines()[-15:])
+    raise RuntimeError(f"failed (exit {proc.returncode}): {' '.join(args)}\n"
+                       f"--- last lines of {log_path} ---\n{tail}")
+
+
+def make_data(out, speakers, takes, unlabeled, seed, words=35):
+  data = os.path.join(out, "data")
+  if os.path.isdir(data):
+    log(f"data: using {data}")
+    return data
+  if not shutil.which("espeak-ng"):
+    raise SystemExit("[experiment] espeak-ng is not installed (apt-get install -y espeak-ng; "
+                     "scripts/setup.sh does it)")
+  tmp = data + ".tmp"
+  shutil.rmtree(tmp, ignore_errors=True)
+  started = time.time()
+  log(f"data: generating {speakers} speakers x {words} words x {takes} takes and {unlabeled} "
+      "unlabeled clips with espeak-ng ...")
+  run_logged([sys.executable, GENERATOR, os.path.join(tmp, "speech_commands"),
+              "--speakers", str(speakers), "--words", str(words), "--takes", str(takes),
+              "--unlabeled", str(unlabeled), "--seed", str(seed)],
+             os.path.join(out, "logs", "data.log"))
+  os.replace(tmp, data)
+  log(f"data: done in {time.time() - started:.0f} s")
+  return data
+
+
+def write_manifests(data):
+  """pretrain-<arm>.csv manifests (absolute paths) for the two pretraining arms."""
+  from cola_tf.data import sources  # pylint: disable=import-outside-toplevel
+  unlabeled = sorted(glob.glob(os.path.join(data, "unlabeled", "*.flac")))
+  train = sources.SpeechCommandsSource(os.path.join(data, "speech_commands"), "train").files()
+  manifests = {}
+  for arm, files in (("cola-unlabeled", unlabeled), ("cola-unlabeled+train", unlabeled + train)):
+    path = os.path.join(data, f"pretrain-{slug(arm)}.csv")
+    with open(path + ".tmp", "w") as f:
+      f.write("files\n" + "".join(p + "\n" for p in files))
+    os.replace(path + ".tmp", path)
+    manifests[arm] = path
+  log(f"data: {len(unlabeled)} unlabeled clips; {len(train)} train-split clips")
+  return manifests
+
+
+def pretrain(out, name, manifest, seed, steps, extra=()):
+  """Trains (or resumes) one run and exports it; returns its model_dir."""
+  model_dir = os.path.join(out, "runs", slug(name))
+  export_dir = os.path.join(model_dir, "export")
+  if os.path.isfile(os.path.join(export_dir, "cola_metadata.json")):
+    with open(os.path.join(export_dir, "cola_metadata.json")) as f:
+      if json.load(f)["training_step"] >= steps:
+        log(f"pretrain {name}: done earlier ({model_dir})")
+        return model_dir
+  log(f"pretrain {name}: {steps} steps -> {model_dir}")
+  started = time.time()
+  params = [f"MANIFEST = '{manifest}'", f"train.seed = {seed}", f"train.total_steps = {steps}",
+            *extra]
+  args = [sys.executable, "-m", "cola_tf.train", "--gin_file", GIN_FILE, "--model_dir", model_dir]
+  for p in params:
+    args += ["--gin_param", p]
+  run_logged(args, os.path.join(out, "logs", f"{os.path.basename(model_dir)}.log"),
+             echo="| loss")
+  log(f"pretrain {name}: {time.time() - started:.0f} s")
+  return model_dir
+
+
+def random_init_export(out, model_dir, seed):
+  output = os.path.join(out, "random_init", f"seed{seed}")
+  if not os.path.isfile(os.path.join(output, "cola_metadata.json")):
+    run_logged([sys.executable, "-m", "cola_tf.export", "--model_dir", model_dir,
+                "--random_init_seed", str(seed), "--output", output],
+               os.path.join(out, "logs", "random_init.log"))
+  return output
+
+
+def probe_all(out, data, encoders, epochs, batch_size):
+  """{(encoder name, task): test accuracy} via cola_tf.linear_probe, cached in OUT/probes."""
+  from cola_tf import linear_probe  # pylint: disable=import-outside-toplevel
+  root = os.path.join(data, "speech_commands")
+  results = {}
+  for name, export_dir in encoders:
+    embedder, cache = None, {}
+    for task in TASKS:
+      report = os.path.join(out, "probes", slug(name), task)
+      done = os.path.join(report, "results.json")
+      if not os.path.isfile(done):
+        if embedder is None:
+          embedder = (linear_probe.LogMelStatsEmbedder() if export_dir is None
+                      else linear_probe.ExportEmbedder(export_dir))
+        linear_probe.probe(embedder, task, root, classes=35, epochs=epochs,
+                           batch_size=batch_size, output=report, feature_cache=cache,
+                           verbose=False)
+      with open(done) as f:
+        results[(name, task)] = json.load(f)["test_accuracy"]
+      log(f"probe {name:40s} {task:8s} test top-1 {results[(name, task)]:.4f}")
+  return results
+
+
+def heareval_all(out, data, encoders):
+  """{encoder name: heareval linear-probe test top-1} on the 35-word keyword task."""
+  from cola_tf import hear_eval  # pylint: disable=import-outside-toplevel
+  from cola_tf import prepare_speech_commands  # pylint: disable=import-outside-toplevel
+  tasks = os.path.join(out, "hear_tasks")
+  if not os.path.isdir(tasks):
+    prepare_speech_commands.prepare(os.path.join(data, "speech_commands"), tasks + ".tmp", 35)
+    os.replace(tasks + ".tmp", tasks)
+  results = {}
+  for name, export_dir in encoders:
+    work = os.path.join(out, "heareval", slug(name))
+    done = os.path.join(work, "score.json")
+    if not os.path.isfile(done):
+      log(f"heareval {name}: validator -> embeddings -> predictions ...")
+      run_logged([sys.executable, "-m", "cola_tf.hear_eval", "--model", export_dir,
+                  "--tasks", tasks, "--work", work],
+                 os.path.join(out, "logs", f"heareval-{os.path.basename(work)}.log"))
+      scores_file = glob.glob(os.path.join(work, "embeddings", "hear_module", "*",
+                                           "test.predicted-scores.json"))[0]
+      with open(scores_file) as f:
+        scores = json.load(f)
+      with open(done, "w") as f:
+        json.dump({"test_top1_acc": scores["test"]["test_top1_acc"]}, f)
+    with open(done) as f:
+      results[name] = json.load(f)["test_top1_acc"]
+    log(f"heareval {name:38s} keyword  test top-1 {results[name]:.4f}")
+  return results
+
+
+def training_history(model_dir):
+  """[(step, loss, contrastive accuracy)] from the run's TensorBoard events."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  values = {}
+  for events in sorted(glob.glob(os.path.join(model_dir, "train", "events.out.tfevents.*"))):
+    for event in tf.compat.v1.train.summary_iterator(events):
+      for v in event.summary.value:
+        if v.tag in ("loss", "contrastive_accuracy"):
+          values.setdefault(event.step, {})[v.tag] = float(tf.make_ndarray(v.tensor))
+  return [(s, d.get("loss"), d.get("contrastive_accuracy")) for s, d in sorted(values.items())]
+
+
+def summarise(rows):
+  """rows: [(group, seed, task, accuracy)] -> {(group, task): (mean, std, [values])}."""
+  table = {}
+  for group, _, task, acc in rows:
+    table.setdefault((group, task), []).append(acc)
+  return {k: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, v)
+          for k, v in table.items()}
+
+
+def write_outputs(out, rows, runs, groups, ablation_rows, words, speakers):
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  with open(os.path.join(out, "results.csv.tmp"), "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["encoder", "seed", "probe", "task", "test_top1"])
+    for group, seed, task, acc in rows + ablation_rows:
+      probe_name, task_name = task.split(":") if ":" in task else ("linear_probe", task)
+      writer.writerow([group, seed, probe_name, task_name, f"{acc:.4f}"])
+  os.replace(os.path.join(out, "results.csv.tmp"), os.path.join(out, "results.csv"))
+
+  stats = summarise(rows)
+  columns = [t for t in ("keyword", "speaker", "heareval:keyword")
+             if any(k[1] == t for k in stats)]
+  titles = {"keyword": f"keyword ({words} words), linear probe",
+            "speaker": f"speaker id ({speakers} speakers), linear probe",
+            "heareval:keyword": f"keyword ({words} words), heareval linear probe"}
+
+  def cell(key):
+    if key not in stats:
+      return "-"
+    mean, std, values = stats[key]
+    if len(values) == 1:
+      return f"{mean:.3f}"
+    return f"{mean:.3f} ± {std:.3f} ({', '.join(f'{v:.3f}' for v in values)})"
+
+  lines = ["| encoder | " + " | ".join(titles[c] for c in columns) + " |",
+           "|---|" + "---|" * len(columns)]
+  for group in groups:
+    lines.append(f"| {group} | " + " | ".join(cell((group, c)) for c in columns) + " |")
+  lines += ["", "Test top-1: mean ± sample std over seeds (pretraining seeds for COLA, "
+            "initialisation seeds for random init), then every seed's value. Chance: keyword "
+            f"1/{words} = {1 / words:.3f}, speaker 1/{speakers} = {1 / speakers:.3f}.", ""]
+  verdicts = []
+  for task in ("keyword", "speaker"):
+    if ("random init", task) not in stats:
+      continue
+    r_mean, r_std, r_values = stats[("random init", task)]
+    for group in groups:
+      if not group.startswith("cola") or (group, task) not in stats:
+        continue
+      mean, std, values = stats[(group, task)]
+      beats = min(values) > max(r_values) and mean - std > r_mean + r_std
+      verdicts.append(f"* {task}: {group} {mean:.3f} vs random init {r_mean:.3f}: "
+                      + ("**beats random init beyond the seed spread** (every seed above every "
+                         "random seed)" if beats else
+                         ("below random init" if mean < r_mean else "within the seed spread")))
+  lines += verdicts
+  if ablation_rows:
+    lines += ["", f"Ablations (on {ABLATION_ARM}, one pretraining seed each; linear probe test "
+              "top-1):", "", "| variant | keyword | speaker |", "|---|---|---|"]
+    by_variant = {}
+    for variant, _, task, acc in ablation_rows:
+      by_variant.setdefault(variant, {})[task] = acc
+    for variant, accs in by_variant.items():
+      lines.append(f"| {variant} | {accs.get('keyword', float('nan')):.3f} | "
+                   f"{accs.get('speaker', float('nan')):.3f} |")
+  with open(os.path.join(out, "results.md.tmp"), "w") as f:
+    f.write("\n".join(lines) + "\n")
+  os.replace(os.path.join(out, "results.md.tmp"), os.path.join(out, "results.md"))
+
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+  for name, model_dir in runs:
+    history = training_history(model_dir)
+    if not history:
+      continue
+    steps = [h[0] for h in history]
+    axes[0].plot(steps, [h[1] for h in history], label=name)
+    axes[1].plot(steps, [h[2] for h in history], label=name)
+  axes[0].set_title("COLA loss")
+  axes[1].set_title("contrastive accuracy (in-batch)")
+  for ax in axes:
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+  axes[1].legend(fontsize=6)
+  fig.tight_layout()
+  fig.savefig(os.path.join(out, "training_curves.png"), dpi=100)
+  plt.close(fig)
+
+  fig, axes = plt.subplots(1, len(columns), figsize=(4.5 * len(columns), 4))
+  axes = np.atleast_1d(axes)
+  for ax, task in zip(axes, columns):
+    present = [g for g in groups if (g, task) in stats]
+    means = [stats[(g, task)][0] for g in present]
+    stds = [stats[(g, task)][1] for g in present]
+    colors = ["tab:gray" if g.startswith("log-mel") else "tab:orange" if g == "random init"
+              else "tab:blue" for g in present]
+    ax.bar(range(len(present)), means, yerr=stds, color=colors, capsize=4)
+    for i, g in enumerate(present):
+      values = stats[(g, task)][2]
+      ax.scatter([i] * len(values), values, color="black", s=10, zorder=3)
+    ax.set_xticks(range(len(present)), present, rotation=30, ha="right", fontsize=8)
+    ax.set_title(titles[task], fontsize=9)
+    ax.set_ylabel("test top-1")
+    ax.grid(axis="y", alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(os.path.join(out, "probe_accuracy.png"), dpi=100)
+  plt.close(fig)
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--out", default=os.path.join("runs", "experiment_synth"))
+  p.add_argument("--speakers", type=int, default=40)
+  p.add_argument("--words", type=int, default=35, help="keywords (the first N of the 35)")
+  p.add_argument("--takes", type=int, default=2)
+  p.add_argument("--unlabeled", type=int, default=400)
+  p.add_argument("--data_seed", type=int, default=0)
+  p.add_argument("--steps", type=int, default=600, help="pretraining steps per run")
+  p.add_argument("--seeds", type=int, default=3, help="pretraining / random-init seeds")
+  p.add_argument("--probe_epochs", type=int, default=100)
+  p.add_argument("--probe_batch", type=int, default=64,
+                 help="linear-probe batch (small: the corpus is small)")
+  p.add_argument("--no_ablations", action="store_true")
+  p.add_argument("--no_heareval", action="store_true")
+  a = p.parse_args(argv)
+  from cola_tf import linear_probe  # pylint: disable=import-outside-toplevel
+  started = time.time()
+  out = os.path.abspath(a.out)
+  os.makedirs(out, exist_ok=True)
+  data = make_data(out, a.speakers, a.takes, a.unlabeled, a.data_seed, a.words)
+  manifests = write_manifests(data)
+
+  runs, encoders = [], [("log-mel mean/std", None)]
+  for arm in ARMS:
+    for seed in range(a.seeds):
+      model_dir = pretrain(out, f"{arm} seed{seed}", manifests[arm], seed, a.steps)
+      runs.append((f"{arm} seed{seed}", model_dir))
+      encoders.append((f"{arm} seed{seed}", os.path.join(model_dir, "export")))
+  for seed in range(a.seeds):
+    encoders.append((f"random init seed{seed}", random_init_export(out, runs[0][1], seed)))
+
+  def group_of(name):
+    return "log-mel mean/std" if name.startswith("log-mel") else name.rsplit(" seed", 1)[0]
+
+  def seed_of(name):
+    return int(name.rsplit(" seed", 1)[1]) if " seed" in name else 0
+
+  probes = probe_all(out, data, encoders, a.probe_epochs, a.probe_batch)
+  rows = [(group_of(n), seed_of(n), t, acc) for (n, t), acc in probes.items()]
+  if not a.no_heareval:
+    chosen = [(n, e) for n, e in encoders if e is not None and n.endswith(" seed0")]
+    for name, acc in heareval_all(out, data, chosen).items():
+      rows.append((group_of(name), seed_of(name), "heareval:keyword", acc))
+
+  ablation_rows = []
+  if not a.no_ablations:
+    base = next(n for n, _ in encoders if n == f"{ABLATION_ARM} seed0")
+    for task in TASKS:
+      ablation_rows.append(("bilinear, SpecAugment on the positive, 1 replica (the arm)", 0,
+                            task, probes[(base, task)]))
+    ablation_encoders = []
+    for variant, bindings in ABLATIONS.items():
+      model_dir = pretrain(out, f"ablation {variant}", manifests[ABLATION_ARM], 0, a.steps,
+                           bindings)
+      runs.append((f"ablation: {variant}", model_dir))
+      ablation_encoders.append((f"ablation {variant}", os.path.join(model_dir, "export")))
+    for (name, task), acc in probe_all(out, data, ablation_encoders, a.probe_epochs,
+                                        a.probe_batch).items():
+      ablation_rows.append((name.split(" ", 1)[1], 0, task, acc))
+
+  groups = ["log-mel mean/std", "random init", *ARMS]
+  words = len(linear_probe.keyword_task(os.path.join(data, "speech_commands"))[0])
+  speakers = len(linear_probe.speaker_task(os.path.join(data, "speech_commands"))[0])
+  write_outputs(out, rows, runs, groups, ablation_rows, words, speakers)
+  with open(os.path.join(out, "results.md")) as f:
+    print("\n" + f.read(), flush=True)
+  log(f"done in {(time.time() - started) / 60:.1f} min: {out}/results.md, results.csv, "
+      "training_curves.png, probe_accuracy.png")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

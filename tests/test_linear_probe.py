@@ -1,0 +1,223 @@
+"""cola_tf.linear_probe: task splits, the probe itself, reports, bad files, the CLI."""
+import json
+import os
+
+import gin
+import numpy as np
+import pytest
+import soundfile as sf
+
+from cola_tf import configuration
+from cola_tf import export
+from cola_tf import linear_probe
+from conftest import REPO, make_speech_commands_tree
+
+SR = 16000
+
+
+def tone_tree(root, words=4, speakers=12, takes=4, seed=0):
+  """A Speech Commands v0.02 layout where the word sets the base pitch and the speaker two
+  quieter partials, so both tasks are learnable from log-mel statistics."""
+  rng = np.random.default_rng(seed)
+  t = np.arange(SR) / SR
+  lists = {"validation_list.txt": [], "testing_list.txt": []}
+  for w in range(words):
+    os.makedirs(os.path.join(root, f"word{w}"), exist_ok=True)
+    for s in range(speakers):
+      for k in range(takes):
+        # Every speaker's pair of partials is unique, and every partial is also used by
+        # training speakers (speakers 0 and 1 are the valid/test speakers).
+        audio = (0.3 * np.sin(2 * np.pi * (300 + 250 * w) * t)
+                 + 0.1 * np.sin(2 * np.pi * (2500 + 300 * (s % 4)) * t)
+                 + 0.1 * np.sin(2 * np.pi * (4500 + 400 * (s // 4)) * t)
+                 + 0.02 * rng.standard_normal(SR))
+        rel = f"word{w}/spk{s:03d}_nohash_{k}.wav"
+        sf.write(os.path.join(root, rel), audio.astype(np.float32), SR, subtype="PCM_16")
+        if s == 0:
+          lists["validation_list.txt"].append(rel)
+        elif s == 1:
+          lists["testing_list.txt"].append(rel)
+  os.makedirs(os.path.join(root, "_background_noise_"), exist_ok=True)
+  sf.write(os.path.join(root, "_background_noise_", "white_noise.wav"),
+           (0.1 * rng.standard_normal(20 * SR)).astype(np.float32), SR, subtype="PCM_16")
+  for name, rels in lists.items():
+    with open(os.path.join(root, name), "w") as f:
+      f.write("".join(r + "\n" for r in rels))
+  return root
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+  return tone_tree(str(tmp_path_factory.mktemp("sc")))
+
+
+def test_keyword_splits_follow_the_lists_and_are_speaker_disjoint(tree):
+  names, splits = linear_probe.keyword_task(tree, 35)
+  assert names == [f"word{w}" for w in range(4)]
+  assert {len(splits[s]) for s in ("valid", "test")} == {4 * 4}
+  assert len(splits["train"]) == 4 * 10 * 4
+  speakers = {s: {linear_probe.speaker_of(p) for p in splits[s].files} for s in splits}
+  assert speakers["valid"] == {"spk000"} and speakers["test"] == {"spk001"}
+  assert not speakers["train"] & (speakers["valid"] | speakers["test"])
+
+
+def test_keyword_12_classes_add_unknown_and_silence(tree):
+  names, splits = linear_probe.keyword_task(tree, 12)
+  assert names == ["_silence_", "_unknown_"]  # no HEAR word in this tree: all unknown
+  for split in splits.values():
+    assert split.arrays and all(a.shape == (SR,) and l == "_silence_" for a, l in split.arrays)
+
+
+def test_speaker_splits_share_speakers_but_no_clip(tree):
+  names, splits = linear_probe.speaker_task(tree, min_clips=4)
+  assert len(names) == 12
+  files = [set(splits[s].files) for s in ("train", "valid", "test")]
+  assert not (files[0] & files[1] or files[0] & files[2] or files[1] & files[2])
+  assert sum(len(f) for f in files) == 4 * 12 * 4
+  assert set(splits["test"].labels) <= set(splits["train"].labels)
+  with pytest.raises(ValueError, match="min_speaker_clips"):
+    linear_probe.speaker_task(tree, min_clips=1000)
+
+
+def test_fit_probe_keeps_the_best_validation_epoch():
+  rng = np.random.default_rng(0)
+  centres = rng.normal(size=(5, 16)) * 3
+
+  def split(n):
+    y = rng.integers(0, 5, n)
+    return (centres[y] + rng.normal(size=(n, 16))).astype(np.float32), y.astype(np.int32)
+
+  data = {"train": split(400), "valid": split(100), "test": split(100)}
+  result = linear_probe.fit_probe(data, 5, epochs=15, batch_size=64, learning_rate=1e-2,
+                                  seed=0, verbose=False)
+  valid = [h["valid_accuracy"] for h in result["history"]]
+  assert result["valid_accuracy"] == max(valid)
+  assert result["best_epoch"] == 1 + valid.index(max(valid))
+  assert result["test_accuracy"] > 0.9
+  # Labels unrelated to the features: the probe must not find signal in the test split.
+  shuffled = {s: (x, rng.permutation(y)) for s, (x, y) in data.items()}
+  chance = linear_probe.fit_probe(shuffled, 5, epochs=15, batch_size=64, learning_rate=1e-2,
+                                  verbose=False)
+  assert chance["test_accuracy"] < 0.45
+
+
+def test_baseline_cli_writes_the_report_and_skips_a_bad_file(tree, tmp_path, capsys):
+  bad = os.path.join(tree, "word0", "zzzbad_nohash_0.wav")
+  with open(bad, "wb") as f:
+    f.write(b"RIFF but not really audio")
+  try:
+    out = str(tmp_path / "report")
+    assert linear_probe.main(["--baseline", "logmel_stats", "--data", tree, "--task", "keyword",
+                              "--epochs", "30", "--batch_size", "16", "--output", out]) == 0
+  finally:
+    os.remove(bad)
+  logged = capsys.readouterr()
+  assert "zzzbad_nohash_0.wav" in logged.out + logged.err
+  with open(os.path.join(out, "results.json")) as f:
+    results = json.load(f)
+  assert results["clips"] == {"train": 160, "valid": 16, "test": 16}  # the bad clip skipped
+  assert results["test_accuracy"] >= 0.99  # the word sets the pitch: separable
+  assert set(results["per_class_accuracy"]) == {f"word{w}" for w in range(4)}
+  with open(os.path.join(out, "confusion.csv")) as f:
+    rows = f.read().splitlines()
+  assert rows[0] == "true\\predicted,word0,word1,word2,word3"
+  assert sum(int(v) for r in rows[1:] for v in r.split(",")[1:]) == 16
+  with open(os.path.join(out, "per_class.csv")) as f:
+    assert f.readline().strip() == "class,test_clips,test_accuracy"
+  with open(os.path.join(out, "confusion.png"), "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_speaker_task_from_the_cli(tree, tmp_path):
+  out = str(tmp_path / "speaker")
+  assert linear_probe.main(["--baseline", "logmel_stats", "--data", tree, "--task", "speaker",
+                            "--min_speaker_clips", "4", "--epochs", "60", "--batch_size", "16",
+                            "--learning_rate", "1e-2",
+                            "--output", out]) == 0
+  with open(os.path.join(out, "results.json")) as f:
+    results = json.load(f)
+  assert len(results["classes"]) == 12
+  assert results["test_accuracy"] > 0.8  # chance 1/12
+
+
+@pytest.fixture(scope="module")
+def random_exports(tmp_path_factory):
+  """Exports of the tiny.gin encoder at random initialisation (no training needed)."""
+  model_dir = str(tmp_path_factory.mktemp("run"))
+  gin.clear_config()
+  configuration.parse_gin([os.path.join(REPO, "gin", "tiny.gin")], [], None)
+  with open(os.path.join(model_dir, configuration.OPERATIVE_CONFIG), "w") as f:
+    f.write(gin.config_str())
+  gin.clear_config()
+  outs = {}
+  for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+    outs[name] = os.path.join(model_dir, f"export-{name}")
+    meta = export.export(model_dir, outs[name], random_init_seed=seed)
+    assert meta["training_step"] == 0 and meta["checkpoint"] == f"random init (seed {seed})"
+  gin.clear_config()
+  return outs
+
+
+def test_random_init_exports_are_seeded(random_exports):
+  clips = np.random.default_rng(0).uniform(-0.5, 0.5, (3, SR)).astype(np.float32)
+  emb = {k: linear_probe.ExportEmbedder(p).clips(clips).numpy() for k, p in random_exports.items()}
+  np.testing.assert_allclose(emb["a"], emb["b"], rtol=1e-5, atol=1e-6)
+  assert not np.allclose(emb["a"], emb["c"], atol=1e-3)
+
+
+def test_export_cli_with_crop_augmentation(tree, random_exports, tmp_path):
+  out = str(tmp_path / "crop")
+  assert linear_probe.main(["--export", random_exports["a"], "--data", tree, "--epochs", "4",
+                            "--augment", "crop", "--output", out]) == 0
+  with open(os.path.join(out, "results.json")) as f:
+    results = json.load(f)
+  assert results["augment"] == "crop" and len(results["history"]) == 4
+  assert results["embedder"].startswith("small_cnn")
+  assert 0.0 <= results["test_accuracy"] <= 1.0
+
+
+def test_clear_errors(tree, tmp_path, capsys):
+  assert linear_probe.main(["--baseline", "logmel_stats", "--data", str(tmp_path / "none")]) == 2
+  assert "is not a directory" in capsys.readouterr().err
+  assert linear_probe.main(["--export", str(tmp_path), "--data", tree]) == 2
+  assert "not a cola_tf export" in capsys.readouterr().err
+  assert linear_probe.main(["--baseline", "logmel_stats", "--data", tree, "--augment",
+                            "crop"]) == 2
+  assert "needs an encoder export" in capsys.readouterr().err
+
+
+def test_espeak_tree_probes_end_to_end(tmp_path):
+  """The generator's layout (espeak-ng speech when installed) through the whole protocol."""
+  root = str(tmp_path / "sc")
+  make_speech_commands_tree(root, num_words=3, num_speakers=10)
+  result = linear_probe.probe(linear_probe.LogMelStatsEmbedder(), "keyword", root, epochs=5,
+                              output=str(tmp_path / "r"), verbose=False)
+  counts = {}
+  for split, name in (("valid", "validation_list.txt"), ("test", "testing_list.txt")):
+    with open(os.path.join(root, name)) as f:
+      counts[split] = sum(1 for line in f if line.strip())
+  assert {s: result["description"]["clips"][s] for s in counts} == counts
+  assert result["description"]["clips"]["train"] == 3 * 10 - sum(counts.values())
+  assert len(result["history"]) == 5
+
+
+def test_feature_cache_embeds_each_file_once_with_equal_results(tree):
+  class Counting(linear_probe.LogMelStatsEmbedder):
+    clips_seen = 0
+
+    def clips(self, waveforms):
+      Counting.clips_seen += int(waveforms.shape[0])
+      return super().clips(waveforms)
+
+  embedder, cache = Counting(), {}
+  names, splits = linear_probe.keyword_task(tree, 12)  # files + in-memory _silence_ clips
+  index = {n: i for i, n in enumerate(names)}
+  plain = linear_probe.embed_split(embedder, splits["train"], index, SR)
+  first = Counting.clips_seen
+  cached = linear_probe.embed_split(embedder, splits["train"], index, SR, cache=cache)
+  again = linear_probe.embed_split(embedder, splits["train"], index, SR, cache=cache)
+  silence = len(splits["train"].arrays)
+  assert Counting.clips_seen == 2 * first + silence  # the files once more, then silence only
+  for x, y in (cached, again):
+    np.testing.assert_allclose(x, plain[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(y, plain[1])
