@@ -1,7 +1,7 @@
 r"""Writes a Speech Commands v0.02 tree as a HEAR task directory (hear-preprocess format).
 
   python -m cola_tf.prepare_speech_commands --src RAW_V002_DIR --dst TASKS_DIR \
-      [--classes 12|35] [--probe linear|default]
+      [--classes 12|35] [--probe linear|default] [--probe_grid JSON]
 
 Output: TASKS_DIR/speech_commands-v0.0.2-full/ (12 classes, HEAR's task) or
 TASKS_DIR/speech_commands_35-v0.0.2-full/ (35 classes, the COLA / audax protocol) with
@@ -13,6 +13,9 @@ every other word, and `_silence_`: 1 s cuts of `_background_noise_`, about one t
 split, the noise files dealt out to the splits in turn so no recording spans two splits.
 `--probe linear` (default) asks heareval for a linear probe (0 hidden layers) through
 evaluation_params.task_specific_param_grid; `--probe default` leaves heareval's grid.
+`--probe_grid '{"max_epochs": [100], "batch_size": [64]}'` adds more of heareval's
+hyperparameters to that grid (its "faster" grid, 10 epochs at batch 1024 with patience 1-3,
+barely trains on a small corpus).
 """
 import argparse
 import json
@@ -67,7 +70,7 @@ def silence_cuts(src, wanted):
   return cuts_of
 
 
-def prepare(src, dst, classes=12, probe="linear"):
+def prepare(src, dst, classes=12, probe="linear", probe_grid=None):
   """Writes the task; returns {split: number of clips}."""
   if classes not in (12, 35):
     raise ValueError(f"--classes must be 12 or 35, got {classes}")
@@ -117,10 +120,15 @@ def prepare(src, dst, classes=12, probe="linear"):
       "download_urls": [{"name": "source", "url": os.path.abspath(src)}],
       "cola_tf_classes": classes,
   }
-  if probe == "linear":
-    metadata["evaluation_params"] = {"task_specific_param_grid": {"hidden_layers": [0]}}
-  elif probe != "default":
+  if probe not in ("linear", "default"):
     raise ValueError(f"--probe must be linear or default, got {probe!r}")
+  grid = {"hidden_layers": [0]} if probe == "linear" else {}
+  for name, values in (probe_grid or {}).items():
+    if not isinstance(values, list) or not values:
+      raise ValueError(f"--probe_grid: {name!r} must map to a non-empty list, got {values!r}")
+    grid[name] = values
+  if grid:
+    metadata["evaluation_params"] = {"task_specific_param_grid": grid}
   with open(os.path.join(task_dir, "task_metadata.json"), "w") as f:
     json.dump(metadata, f, indent=1)
   return task_dir, {s: len(labels[s]) for s in SPLITS}, vocabulary
@@ -132,9 +140,17 @@ def main(argv=None):
   p.add_argument("--dst", required=True, help="HEAR tasks directory to write into")
   p.add_argument("--classes", type=int, default=12, choices=[12, 35])
   p.add_argument("--probe", default="linear", choices=["linear", "default"])
+  p.add_argument("--probe_grid", default="{}",
+                 help="JSON object of heareval hyperparameter lists added to the task's grid")
   a = p.parse_args(argv)
   try:
-    task_dir, counts, vocabulary = prepare(a.src, a.dst, a.classes, a.probe)
+    try:
+      grid = json.loads(a.probe_grid)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"--probe_grid is not JSON: {e}") from None
+    if not isinstance(grid, dict):
+      raise ValueError(f"--probe_grid must be a JSON object, got {a.probe_grid!r}")
+    task_dir, counts, vocabulary = prepare(a.src, a.dst, a.classes, a.probe, grid)
   except ValueError as e:
     print(f"prepare_speech_commands: error: {e}", file=sys.stderr)
     return 2

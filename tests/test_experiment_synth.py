@@ -1,5 +1,6 @@
 """cola_tf.experiment_synth end to end at toy scale: data, pretraining arms, random-init
-controls, probes on both tasks, the results table and plots; a rerun reuses every stage."""
+controls, probes on both tasks, ablations, the results table and plots; a rerun reuses
+every stage."""
 import csv
 import os
 import shutil
@@ -13,8 +14,8 @@ from conftest import REPO, subprocess_env
 pytestmark = pytest.mark.skipif(not shutil.which("espeak-ng"),
                                 reason="the experiment's corpus needs espeak-ng (setup.sh)")
 
-TOY = ["--speakers", "8", "--words", "4", "--takes", "3", "--unlabeled", "12", "--steps", "10",
-       "--seeds", "2", "--probe_epochs", "5", "--no_ablations", "--no_heareval"]
+TOY = ["--speakers", "8", "--words", "4", "--takes", "3", "--unlabeled", "12", "--steps", "6",
+       "--seeds", "2", "--probe_epochs", "5", "--ablations", "--no_heareval"]
 
 
 def test_toy_experiment_writes_results_and_resumes(tmp_path):
@@ -36,6 +37,14 @@ def test_toy_experiment_writes_results_and_resumes(tmp_path):
   with open(os.path.join(out, "results.md")) as f:
     table = f.read()
   assert "| cola-unlabeled+train |" in table and "keyword (4 words)" in table
+  for variant in ("bilinear similarity (the recipe's)", "SpecAugment on both crops",
+                  "no SpecAugment", "no log-mel normalisation", "2 replicas, replica negatives",
+                  "2 replicas, global negatives"):
+    assert f"| {variant} |" in table, variant
+  run = os.path.join(out, "runs", "ablation_2_replicas_global_negatives")
+  with open(os.path.join(run, "operative_config.gin")) as f:
+    config = f.read()
+  assert "train.cpu_replicas = 2" in config and "train.negatives = 'global'" in config
   # Every stage is on disk: a rerun trains nothing and reports the same numbers.
   again = subprocess.run(cmd, cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
                          timeout=900)

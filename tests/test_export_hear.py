@@ -150,11 +150,11 @@ def test_hear_validator_says_it_looks_good(trained):
   assert "Looks good!" in proc.stdout
 
 
-def _prepared(tmp_path, classes):
+def _prepared(tmp_path, classes, probe_grid=None):
   src = str(tmp_path / "speech_commands_v0.02")
   make_speech_commands_tree(src, num_words=8, num_speakers=10)
-  task_dir, counts, vocabulary = prepare_speech_commands.prepare(src, str(tmp_path / "tasks"),
-                                                                 classes)
+  task_dir, counts, vocabulary = prepare_speech_commands.prepare(
+      src, str(tmp_path / "tasks"), classes, probe_grid=probe_grid)
   return src, task_dir, counts, vocabulary
 
 
@@ -201,7 +201,8 @@ def test_prepare_speech_commands_writes_a_hear_task(tmp_path, classes):
 
 
 def test_heareval_linear_probe_through_the_harness(trained, tmp_path):
-  _, task_dir, _, _ = _prepared(tmp_path, 12)
+  # probe_grid reaches heareval's hyperparameters (its "faster" grid barely trains here).
+  _, task_dir, _, _ = _prepared(tmp_path, 12, {"max_epochs": [4], "batch_size": [32]})
   work = str(tmp_path / "work")
   proc = subprocess.run([sys.executable, "-m", "cola_tf.hear_eval", "--model", trained[1],
                          "--tasks", os.path.dirname(task_dir), "--work", work], cwd=REPO,
@@ -216,3 +217,14 @@ def test_heareval_linear_probe_through_the_harness(trained, tmp_path):
     scores = json.load(f)
   assert 0.0 <= scores["test"]["test_top1_acc"] <= 1.0
   assert scores["hparams"]["hidden_layers"] == 0  # a linear probe
+  assert scores["hparams"]["max_epochs"] == 4 and scores["hparams"]["batch_size"] == 32
+
+
+def test_prepare_speech_commands_probe_grid_errors(tmp_path, capsys):
+  src = str(tmp_path / "sc")
+  make_speech_commands_tree(src, num_words=2, num_speakers=4)
+  args = ["--src", src, "--dst", str(tmp_path / "tasks")]
+  assert prepare_speech_commands.main(args + ["--probe_grid", "{max_epochs: 3}"]) == 2
+  assert "--probe_grid is not JSON" in capsys.readouterr().err
+  assert prepare_speech_commands.main(args + ["--probe_grid", '{"max_epochs": 3}']) == 2
+  assert "'max_epochs' must map to a non-empty list" in capsys.readouterr().err
