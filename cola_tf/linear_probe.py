@@ -226,7 +226,11 @@ def embed_split(embedder, split, label_index, clip_samples, crop_seed=None, cach
 
 def _embed(embedder, split, label_index, clip_samples, crop_seed):
   features, labels, indices = [], [], []
+  started = time.time()
   for i, (waveforms, y, index) in enumerate(clip_batches(split, label_index, clip_samples)):
+    if i and i % 40 == 0:  # progress on real-size splits (10k clips a line)
+      done = sum(len(l) for l in labels)
+      log(f"embedding: {done}/{len(split)} clips, {done / (time.time() - started):.0f} clips/s")
     if crop_seed is None:
       features.append(embedder.clips(waveforms).numpy())
     else:
