@@ -331,7 +331,10 @@ def write_report(output, class_names, result, description):
     os.replace(tmp, path)
 
   def text(content):
-    return lambda p: open(p, "w").write(content)  # pylint: disable=consider-using-with
+    def write(path):
+      with open(path, "w") as f:
+        f.write(content)
+    return write
 
   summary = {k: v for k, v in result.items() if k not in ("test_predictions", "test_labels")}
   summary.update(description, classes=list(class_names), per_class_accuracy=per_class)
