@@ -9,17 +9,27 @@ import tensorflow as tf
 SPEC_AUGMENT_MODES = ("positive", "both", "none")
 
 
-def random_crop_pair(waveform, crop_samples, seed):
+SHORT_CLIP_PADDINGS = ("centre_two_crops", "end_one_crop")
+SPEC_AUGMENT_FILLS = ("zero", "mean")
+
+
+def random_crop_pair(waveform, crop_samples, seed, short_clips="centre_two_crops"):
   """Two independent random crops of `crop_samples` from a 1-D waveform.
 
-  Clips shorter than a crop are zero-padded at the end first (both crops are then the
-  whole clip). `seed` is a stateless seed: an int tensor of shape [2].
+  Clips shorter than needed are zero-padded first: 'centre_two_crops' (audax) pads them
+  equally on both sides to two crops' length (1.92 s), so short clips give crops that differ
+  and hold silence; 'end_one_crop' pads the end to one crop, so both crops are the whole
+  clip. `seed` is a stateless seed: an int tensor of shape [2].
   Returns a [2, crop_samples] float32 tensor: (anchor, positive).
   """
+  if short_clips not in SHORT_CLIP_PADDINGS:
+    raise ValueError(f"short_clips must be one of {SHORT_CLIP_PADDINGS}, got {short_clips!r}")
   waveform = tf.convert_to_tensor(waveform, tf.float32)
-  length = tf.shape(waveform)[0]
-  waveform = tf.pad(waveform, [[0, tf.maximum(crop_samples - length, 0)]])
-  max_start = tf.maximum(length - crop_samples, 0)
+  needed = 2 * crop_samples if short_clips == "centre_two_crops" else crop_samples
+  missing = tf.maximum(needed - tf.shape(waveform)[0], 0)
+  left = missing // 2 if short_clips == "centre_two_crops" else 0
+  waveform = tf.pad(waveform, [[left, missing - left]])
+  max_start = tf.shape(waveform)[0] - crop_samples
   starts = tf.random.stateless_uniform([2], seed=seed, minval=0, maxval=max_start + 1,
                                        dtype=tf.int32)
   idx = starts[:, None] + tf.range(crop_samples)[None, :]
@@ -43,12 +53,15 @@ def _band_masks(seed, batch, size, num_masks, max_width):
 
 @gin.configurable(denylist=["log_mel", "seed"])
 def spec_augment(log_mel, seed, num_freq_masks=2, freq_mask_width=10, num_time_masks=2,
-                 time_mask_width=10):
+                 time_mask_width=10, fill="zero"):
   """SpecAugment on a batch [batch, frames, mels]; every example masked independently.
 
-  Mask widths are drawn uniformly from [0, width) (so < 10 by default, as the recipe), and
-  masked cells take the example's mean log-mel value (the 'silence' of a normalised input).
+  Mask widths are drawn uniformly from [0, width) (so < 10 by default, as the recipe).
+  Masked cells become 0 (`fill='zero'`, audax) or the example's mean log-mel value
+  (`fill='mean'`: with an unnormalised log-mel, 0 is louder than any real cell).
   """
+  if fill not in SPEC_AUGMENT_FILLS:
+    raise ValueError(f"spec_augment.fill must be one of {SPEC_AUGMENT_FILLS}, got {fill!r}")
   log_mel = tf.convert_to_tensor(log_mel)
   if log_mel.shape.rank != 3:
     raise ValueError(f"spec_augment expects [batch, frames, mels], got shape {log_mel.shape}")
@@ -58,8 +71,9 @@ def spec_augment(log_mel, seed, num_freq_masks=2, freq_mask_width=10, num_time_m
   time_mask = _band_masks(seeds[0], batch, frames, num_time_masks, time_mask_width)
   freq_mask = _band_masks(seeds[1], batch, mels, num_freq_masks, freq_mask_width)
   mask = time_mask[:, :, None] | freq_mask[:, None, :]
-  fill = tf.reduce_mean(log_mel, axis=[1, 2], keepdims=True)
-  return tf.where(mask, fill, log_mel)
+  if fill == "zero":
+    return tf.where(mask, tf.zeros_like(log_mel), log_mel)
+  return tf.where(mask, tf.reduce_mean(log_mel, axis=[1, 2], keepdims=True), log_mel)
 
 
 def augment_pair(anchor, positive, seed, mode="positive"):

@@ -69,8 +69,10 @@ def _pool(x, pooling, name):
 
 
 def _as_image(input_shape):
-  inputs = layers.Input(shape=tuple(input_shape), name="log_mel")
-  return inputs, layers.Reshape(tuple(input_shape) + (1,), name="add_channel")(inputs)
+  """Any number of frames: training crops (97) and whole probe clips (101) share weights."""
+  mels = int(input_shape[-1])
+  inputs = layers.Input(shape=(None, mels), name="log_mel")
+  return inputs, layers.Reshape((-1, mels, 1), name="add_channel")(inputs)
 
 
 def small_cnn(input_shape, pooling="max", channels=(24, 48, 96, 192), drop_path_rate=0.0):
@@ -100,7 +102,7 @@ _EFFICIENTNETS = {f"efficientnet_b{i}": f"EfficientNetB{i}" for i in range(8)}
 def efficientnet(variant, input_shape, pooling="max", drop_path_rate=0.2):
   """keras.applications EfficientNet on 1-channel log-mel, random init; returns features."""
   builder = getattr(tf_keras.applications, _EFFICIENTNETS[variant])
-  backbone = builder(include_top=False, weights=None, input_shape=tuple(input_shape) + (1,),
+  backbone = builder(include_top=False, weights=None, input_shape=(None, input_shape[-1], 1),
                      pooling=None, drop_connect_rate=drop_path_rate)
   rescalings = [l for l in backbone.layers if isinstance(l, layers.Rescaling)]
   if len(rescalings) != 1:
@@ -122,10 +124,11 @@ DEPTHWISE_IMPLS = ("depthwise", "grouped")
 
 
 def convnext(variant, input_shape, pooling="mean", drop_path_rate=0.0,
-             layer_scale_init_value=1e-6, depthwise_impl="depthwise"):
+             layer_scale_init_value=1e-6, depthwise_impl="depthwise", features_layernorm=False):
   """ConvNeXt as keras.applications builds it (include_top=False), with a working DropPath.
 
-  Feature = LayerNorm(pool(last stage)), as keras.applications does with `pooling` set.
+  Feature = pool(last stage), as audax's encoder (num_classes=None) gives it;
+  `features_layernorm=True` adds the LayerNorm after pooling that keras.applications has.
   `depthwise_impl='grouped'` reproduces the slow grouped Conv2D (for comparison only).
   """
   if depthwise_impl not in DEPTHWISE_IMPLS:
@@ -157,8 +160,10 @@ def convnext(variant, input_shape, pooling="mean", drop_path_rate=0.0,
       y = DropPath(rates[block], name=name + "_drop_path")(y)
       x = layers.Add(name=name + "_add")([x, y])
       block += 1
-  x = _pool(x, pooling, "pool")
-  features = layers.LayerNormalization(epsilon=1e-6, name=f"{variant}_features_layernorm")(x)
+  features = _pool(x, pooling, "pool")
+  if features_layernorm:
+    features = layers.LayerNormalization(epsilon=1e-6,
+                                         name=f"{variant}_features_layernorm")(features)
   return tf_keras.Model(inputs, features, name=variant)
 
 
@@ -193,7 +198,8 @@ ENCODERS = ("small_cnn",) + tuple(_EFFICIENTNETS) + tuple(CONVNEXT_CONFIGS)
 @gin.configurable(denylist=["input_shape"])
 def build_encoder(name="small_cnn", input_shape=(96, 64), pooling="max", drop_path_rate=0.0,
                   **kwargs):
-  """Builds the encoder called `name`: [batch, frames, mels] -> [batch, features].
+  """Builds the encoder called `name`: [batch, frames, mels] -> [batch, features]. The
+  encoder takes any number of frames (input_shape[0] is the training crop's, for reference).
 
   `drop_path_rate` is the stochastic-depth rate (EfficientNet's drop_connect_rate, ConvNeXt's
   and small_cnn's DropPath); it is applied in training and off at inference.

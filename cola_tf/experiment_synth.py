@@ -7,21 +7,25 @@ r"""Does COLA pretraining help? A small, reproducible experiment on generated sp
 1. Data: scripts/make_speech_commands_synth.py (espeak-ng speech) writes a Speech Commands
    v0.02-layout corpus (35 words, `--takes` utterances per word and speaker, speaker-
    disjoint splits) and `--unlabeled` multi-second unlabeled clips (phrases, tones, noise).
-2. Pretraining (gin/experiment_synth.gin, a small CNN): arm `cola-unlabeled` on the
-   unlabeled clips; arm `cola-unlabeled+train` on those plus the train split's audio
-   without labels; `--seeds` pretraining seeds each. Every run is exported.
-3. Controls: the same encoder at random initialisation (`--seeds` seeds, via
-   `cola_tf.export --random_init_seed`) and the log-mel mean/std baseline.
-4. Probes (cola_tf.linear_probe: frozen encoder, standardised features, one Dense layer,
-   AdamW, best epoch on valid, test top-1) on two tasks: keyword (35 words, speaker-
-   disjoint) and speaker identification (same speakers, disjoint clips). For keywords also
-   heareval's linear probe (hear-validator -> embeddings -> predictions runners) on the
-   first seed of `cola-unlabeled+train` and of random init.
-5. With --ablations (about 2.5 minutes per variant more), on `cola-unlabeled+train` (one
-   seed each, gin bindings on top of gin/experiment_synth.gin): the recipe's bilinear
-   similarity instead of cosine; SpecAugment on both crops / on neither instead of the
-   positive only; no log-mel normalisation; 2 CPU replicas with replica-local vs global
-   negatives.
+2. Pretraining (a small CNN, on the unlabeled clips plus the train split's audio without
+   labels; `--seeds` pretraining seeds each; every run is exported), two arms:
+   `cola recipe` (gin/experiment_synth.gin: the recipe as common.gin defines it: bilinear
+   similarity, L2 waveform normalisation, noise on the positive, no log-mel normalisation)
+   and `cola cosine+per-window` (gin/experiment_synth_cosine.gin: cosine similarity with
+   temperature 0.1 and per-window log-mel normalisation, the first experiment's arm).
+3. Controls: each arm's encoder at random initialisation (`--seeds` seeds, via
+   `cola_tf.export --random_init_seed`; its frontend is the arm's) and the log-mel mean/std
+   baseline.
+4. Probes (cola_tf.linear_probe: each 1 s clip whole through the frozen encoder, one Dense
+   layer, best epoch on valid, test top-1; the optimiser is sized for this small corpus:
+   standardised features, batch 64, 100 epochs, AdamW 3e-3 cosine, weight decay 1e-4) on
+   two tasks: keyword (35 words, speaker-disjoint) and speaker identification (same
+   speakers, disjoint clips). For keywords also heareval's linear probe (hear-validator ->
+   embeddings -> predictions runners) on the first seed of each arm and of random init.
+5. With --ablations (about 2.5 minutes per variant more), on `cola recipe` (one seed each,
+   gin bindings on top of its gin file): cosine similarity; per-window log-mel
+   normalisation; no waveform normalisation; no positive noise; SpecAugment on both crops;
+   2 CPU replicas with global negatives.
 
 Writes OUT/results.csv and OUT/results.md (mean, std and every seed), OUT/training_curves.png
 (loss and contrastive accuracy over steps) and OUT/probe_accuracy.png. Every stage is kept
@@ -43,22 +47,27 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GENERATOR = os.path.join(REPO, "scripts", "make_speech_commands_synth.py")
-GIN_FILE = os.path.join(REPO, "gin", "experiment_synth.gin")
 TASKS = ("keyword", "speaker")
-ARMS = ("cola-unlabeled", "cola-unlabeled+train")
-ABLATION_ARM = "cola-unlabeled+train"
+ARMS = {  # name -> gin file; both pretrain on the unlabeled clips + the train split's audio
+    "cola recipe": os.path.join(REPO, "gin", "experiment_synth.gin"),
+    "cola cosine+per-window": os.path.join(REPO, "gin", "experiment_synth_cosine.gin"),
+}
+ABLATION_ARM = "cola recipe"
+# The probe's optimiser for a corpus of a few thousand clips (the seed's batch 512 x 50
+# epochs would be 4 steps an epoch here); the input is the seed's: each 1 s clip whole.
+PROBE_SETTINGS = dict(epochs=100, batch_size=64, learning_rate=3e-3, reference_batch=0,
+                      warmup_epochs=0, weight_decay=1e-4, standardize=True)
 # heareval's own linear probe, given enough steps for a corpus of a few thousand clips (its
 # "faster" grid trains 10 epochs at batch 1024 and stopped at epoch 0 here: chance accuracy).
 HEAR_PROBE_GRID = {"batch_size": [64], "max_epochs": [100], "patience": [20],
                    "check_val_every_n_epoch": [1], "lr": [1e-3]}
-ABLATIONS = {  # name -> gin bindings on top of the arm's (gin/experiment_synth.gin)
-    "bilinear similarity (the recipe's)": ["ColaModel.similarity = 'bilinear'",
-                                           "ColaModel.temperature = None"],
+ABLATIONS = {  # name -> gin bindings on top of the ablation arm's gin file
+    "cosine similarity (T = 0.1)": ["ColaModel.similarity = 'cosine'",
+                                    "ColaModel.temperature = 0.1"],
+    "per-window log-mel normalisation": ["LogMelFrontend.normalization = 'per_example'"],
+    "no waveform normalisation": ["LogMelFrontend.waveform_normalization = 'none'"],
+    "no positive noise": ["pair_dataset.positive_noise_stddev = 0.0"],
     "SpecAugment on both crops": ["pair_dataset.spec_augment = 'both'"],
-    "no SpecAugment": ["pair_dataset.spec_augment = 'none'"],
-    "no log-mel normalisation": ["LogMelFrontend.normalization = 'none'"],
-    "2 replicas, replica negatives": ["train.strategy = 'mirrored'", "train.cpu_replicas = 2",
-                                      "train.negatives = 'replica'"],
     "2 replicas, global negatives": ["train.strategy = 'mirrored'", "train.cpu_replicas = 2",
                                      "train.negatives = 'global'"],
 }
@@ -117,23 +126,20 @@ def make_data(out, speakers, takes, unlabeled, seed, words=35):
   return data
 
 
-def write_manifests(data):
-  """pretrain-<arm>.csv manifests (absolute paths) for the two pretraining arms."""
+def write_manifest(data):
+  """The pretraining manifest (absolute paths): unlabeled clips + the train split's audio."""
   from cola_tf.data import sources  # pylint: disable=import-outside-toplevel
   unlabeled = sorted(glob.glob(os.path.join(data, "unlabeled", "*.flac")))
   train = sources.SpeechCommandsSource(os.path.join(data, "speech_commands"), "train").files()
-  manifests = {}
-  for arm, files in (("cola-unlabeled", unlabeled), ("cola-unlabeled+train", unlabeled + train)):
-    path = os.path.join(data, f"pretrain-{slug(arm)}.csv")
-    with open(path + ".tmp", "w") as f:
-      f.write("files\n" + "".join(p + "\n" for p in files))
-    os.replace(path + ".tmp", path)
-    manifests[arm] = path
+  path = os.path.join(data, "pretrain-unlabeled+train.csv")
+  with open(path + ".tmp", "w") as f:
+    f.write("files\n" + "".join(p + "\n" for p in unlabeled + train))
+  os.replace(path + ".tmp", path)
   log(f"data: {len(unlabeled)} unlabeled clips; {len(train)} train-split clips")
-  return manifests
+  return path
 
 
-def pretrain(out, name, manifest, seed, steps, extra=()):
+def pretrain(out, name, gin_file, manifest, seed, steps, extra=()):
   """Trains (or resumes) one run and exports it; returns its model_dir."""
   model_dir = os.path.join(out, "runs", slug(name))
   export_dir = os.path.join(model_dir, "export")
@@ -146,7 +152,7 @@ def pretrain(out, name, manifest, seed, steps, extra=()):
   started = time.time()
   params = [f"MANIFEST = '{manifest}'", f"train.seed = {seed}", f"train.total_steps = {steps}",
             f"build_adamw.warmup_steps = {steps // 6}", *extra]  # warmup: 1/6, as in the gin
-  args = [sys.executable, "-m", "cola_tf.train", "--gin_file", GIN_FILE, "--model_dir", model_dir]
+  args = [sys.executable, "-m", "cola_tf.train", "--gin_file", gin_file, "--model_dir", model_dir]
   for p in params:
     args += ["--gin_param", p]
   run_logged(args, os.path.join(out, "logs", f"{os.path.basename(model_dir)}.log"),
@@ -166,7 +172,7 @@ def random_init_export(out, model_dir, seed):
   return output
 
 
-def probe_all(out, data, encoders, epochs, batch_size):
+def probe_all(out, data, encoders, settings):
   """{(encoder name, task): test accuracy} via cola_tf.linear_probe, cached in OUT/probes."""
   from cola_tf import linear_probe  # pylint: disable=import-outside-toplevel
   root = os.path.join(data, "speech_commands")
@@ -180,9 +186,8 @@ def probe_all(out, data, encoders, epochs, batch_size):
         if embedder is None:
           embedder = (linear_probe.LogMelStatsEmbedder() if export_dir is None
                       else linear_probe.ExportEmbedder(export_dir))
-        linear_probe.probe(embedder, task, root, classes=35, epochs=epochs,
-                           batch_size=batch_size, output=report, feature_cache=cache,
-                           verbose=False)
+        linear_probe.probe(embedder, task, root, classes=35, settings=settings,
+                           output=report, feature_cache=cache, verbose=False)
       with open(done) as f:
         results[(name, task)] = json.load(f)["test_accuracy"]
       log(f"probe {name:40s} {task:8s} test top-1 {results[(name, task)]:.4f}")
@@ -232,6 +237,11 @@ def training_history(model_dir):
   return [(s, d.get("loss"), d.get("contrastive_accuracy")) for s, d in sorted(values.items())]
 
 
+def random_group(arm):
+  """The group name of an arm's random-initialisation control."""
+  return f"random init ({arm})"
+
+
 def summarise(rows):
   """rows: [(group, seed, task, accuracy)] -> {(group, task): (mean, std, [values])}."""
   table = {}
@@ -277,15 +287,14 @@ def write_outputs(out, rows, runs, groups, ablation_rows, words, speakers):
             f"1/{words} = {1 / words:.3f}, speaker 1/{speakers} = {1 / speakers:.3f}.", ""]
   verdicts = []
   for task in ("keyword", "speaker"):
-    if ("random init", task) not in stats:
-      continue
-    r_mean, r_std, r_values = stats[("random init", task)]
     for group in groups:
-      if not group.startswith("cola") or (group, task) not in stats:
+      control = random_group(group)
+      if not group.startswith("cola") or (group, task) not in stats or (control, task) not in stats:
         continue
+      r_mean, r_std, r_values = stats[(control, task)]
       mean, std, values = stats[(group, task)]
       beats = min(values) > max(r_values) and mean - std > r_mean + r_std
-      verdicts.append(f"* {task}: {group} {mean:.3f} vs random init {r_mean:.3f}: "
+      verdicts.append(f"* {task}: {group} {mean:.3f} vs its random init {r_mean:.3f}: "
                       + ("**beats random init beyond the seed spread** (every seed above every "
                          "random seed)" if beats else
                          ("below random init" if mean < r_mean else "within the seed spread")))
@@ -327,7 +336,7 @@ def write_outputs(out, rows, runs, groups, ablation_rows, words, speakers):
     present = [g for g in groups if (g, task) in stats]
     means = [stats[(g, task)][0] for g in present]
     stds = [stats[(g, task)][1] for g in present]
-    colors = ["tab:gray" if g.startswith("log-mel") else "tab:orange" if g == "random init"
+    colors = ["tab:gray" if g.startswith("log-mel") else "tab:orange" if g.startswith("random")
               else "tab:blue" for g in present]
     ax.bar(range(len(present)), means, yerr=stds, color=colors, capsize=4)
     for i, g in enumerate(present):
@@ -352,9 +361,7 @@ def main(argv=None):
   p.add_argument("--data_seed", type=int, default=0)
   p.add_argument("--steps", type=int, default=300, help="pretraining steps per run")
   p.add_argument("--seeds", type=int, default=3, help="pretraining / random-init seeds")
-  p.add_argument("--probe_epochs", type=int, default=100)
-  p.add_argument("--probe_batch", type=int, default=64,
-                 help="linear-probe batch (small: the corpus is small)")
+  p.add_argument("--probe_epochs", type=int, default=PROBE_SETTINGS["epochs"])
   p.add_argument("--ablations", action="store_true", help="also run the ablations")
   p.add_argument("--no_heareval", action="store_true")
   a = p.parse_args(argv)
@@ -363,16 +370,20 @@ def main(argv=None):
   out = os.path.abspath(a.out)
   os.makedirs(out, exist_ok=True)
   data = make_data(out, a.speakers, a.takes, a.unlabeled, a.data_seed, a.words)
-  manifests = write_manifests(data)
+  manifest = write_manifest(data)
+  settings = linear_probe.ProbeSettings(**{**PROBE_SETTINGS, "epochs": a.probe_epochs})
 
   runs, encoders = [], [("log-mel mean/std", None)]
-  for arm in ARMS:
+  for arm, gin_file in ARMS.items():
+    arm_runs = []
     for seed in range(a.seeds):
-      model_dir = pretrain(out, f"{arm} seed{seed}", manifests[arm], seed, a.steps)
-      runs.append((f"{arm} seed{seed}", model_dir))
+      model_dir = pretrain(out, f"{arm} seed{seed}", gin_file, manifest, seed, a.steps)
+      arm_runs.append((f"{arm} seed{seed}", model_dir))
       encoders.append((f"{arm} seed{seed}", os.path.join(model_dir, "export")))
-  for seed in range(a.seeds):
-    encoders.append((f"random init seed{seed}", random_init_export(out, runs[0][1], seed)))
+    for seed in range(a.seeds):
+      encoders.append((f"{random_group(arm)} seed{seed}",
+                       random_init_export(out, arm_runs[0][1], seed)))
+    runs += arm_runs
 
   def group_of(name):
     return "log-mel mean/std" if name.startswith("log-mel") else name.rsplit(" seed", 1)[0]
@@ -380,31 +391,30 @@ def main(argv=None):
   def seed_of(name):
     return int(name.rsplit(" seed", 1)[1]) if " seed" in name else 0
 
-  probes = probe_all(out, data, encoders, a.probe_epochs, a.probe_batch)
+  probes = probe_all(out, data, encoders, settings)
   rows = [(group_of(n), seed_of(n), t, acc) for (n, t), acc in probes.items()]
   if not a.no_heareval:
-    chosen = [(n, e) for n, e in encoders
-              if n in (f"{ABLATION_ARM} seed0", "random init seed0")]
-    for name, acc in heareval_all(out, data, chosen).items():
+    firsts = {f"{arm} seed0" for arm in ARMS} | {f"{random_group(arm)} seed0" for arm in ARMS}
+    for name, acc in heareval_all(out, data, [(n, e) for n, e in encoders
+                                              if n in firsts]).items():
       rows.append((group_of(name), seed_of(name), "heareval:keyword", acc))
 
   ablation_rows = []
   if a.ablations:
-    base = next(n for n, _ in encoders if n == f"{ABLATION_ARM} seed0")
+    base = f"{ABLATION_ARM} seed0"
     for task in TASKS:
       ablation_rows.append(("none: the arm as configured (seed 0)", 0, task,
                             probes[(base, task)]))
     ablation_encoders = []
     for variant, bindings in ABLATIONS.items():
-      model_dir = pretrain(out, f"ablation {variant}", manifests[ABLATION_ARM], 0, a.steps,
-                           bindings)
+      model_dir = pretrain(out, f"ablation {variant}", ARMS[ABLATION_ARM], manifest, 0,
+                           a.steps, bindings)
       runs.append((f"ablation: {variant}", model_dir))
       ablation_encoders.append((f"ablation {variant}", os.path.join(model_dir, "export")))
-    for (name, task), acc in probe_all(out, data, ablation_encoders, a.probe_epochs,
-                                        a.probe_batch).items():
+    for (name, task), acc in probe_all(out, data, ablation_encoders, settings).items():
       ablation_rows.append((name.split(" ", 1)[1], 0, task, acc))
 
-  groups = ["log-mel mean/std", "random init", *ARMS]
+  groups = ["log-mel mean/std"] + [g for arm in ARMS for g in (random_group(arm), arm)]
   words = len(linear_probe.keyword_task(os.path.join(data, "speech_commands"))[0])
   speakers = len(linear_probe.speaker_task(os.path.join(data, "speech_commands"))[0])
   write_outputs(out, rows, runs, groups, ablation_rows, words, speakers)

@@ -10,15 +10,21 @@ The SavedModel needs TensorFlow alone to load (`tf.saved_model.load(OUT)`): no c
 or Keras code. Its functions take batched mono float32 audio at 16 kHz, [batch, samples]:
 
 * `window_embeddings(windows)`: [n, window_samples] -> [n, D]: the training encoder applied
-  to 0.96 s windows, exactly as to training crops (same frontend, same normalisation).
+  to 0.96 s windows, exactly as to training crops (same waveform normalisation, frontend).
+* `clip_embeddings(audio)`: -> [batch, D]: each whole clip is one model input (normalised
+  and turned into one log-mel as a whole, then encoded and pooled), as audax's linear probe
+  feeds 1 s Speech Commands clips (101 frames). Clips shorter than a window are zero-padded
+  on both sides to one window. For short clips: memory grows with the clip's length.
 * `timestamp_embeddings(audio)`: -> (embeddings [batch, frames, D], timestamps [batch, frames]
   in ms). Frame k is the window centred at k * hop (hop 50 ms), zero-padded past the ends of
   the clip; timestamps run from 0 to at most the clip's duration.
-* `scene_embeddings(audio)`: -> [batch, D], the mean of the embeddings of the windows
-  centred at 0, 0.48, 0.96 s, ... up to the clip's duration (half-overlapping 0.96 s
-  windows, zero-padded past the ends), so every part of a long clip counts equally. A clip
-  shorter than 0.48 s is one zero-padded window.
+* `scene_embeddings(audio)`: -> [batch, D], the mean of the embeddings of 0.96 s windows that
+  lie within the clip: starting at 0, 0.48 s, 0.96 s, ... while they fit, plus one ending
+  at the clip's end (so a 1 s clip is 2 windows, neither padded). A clip shorter than a
+  window is one window, zero-padded at the end (as training pads short clips).
 
+With `waveform_normalization='l2_clip'` each clip is first scaled to unit L2 norm as a whole;
+with 'l2_window' (the recipe) each window or clip input is, inside the frontend.
 Windows are embedded `chunk_windows` at a time, so memory stays bounded for long audio.
 `OUT/cola_metadata.json` records sample rate, sizes, hops, frontend parameters, encoder,
 training step and the hash of the gin config.
@@ -38,6 +44,7 @@ from cola_tf import frontend as frontend_lib
 from cola_tf import model as model_lib
 from cola_tf import configuration
 from cola_tf import trainer  # noqa: F401  (registers every configurable the config names)
+from cola_tf.data import pipeline
 
 METADATA = "cola_metadata.json"
 TIMESTAMP_HOP_MS = 50.0
@@ -63,18 +70,19 @@ class FrozenEncoder(tf.Module):
                                                                 tf.float32)])
     self.timestamp_embeddings = tf.function(self._timestamp_embeddings, input_signature=[spec])
     self.scene_embeddings = tf.function(self._scene_embeddings, input_signature=[spec])
+    self.clip_embeddings = tf.function(self._clip_embeddings, input_signature=[spec])
 
   def _window_embeddings(self, windows):
     features = self.encoder(self._frontend(windows), training=False)
     return tf.cast(features, tf.float32)
 
-  def _centred_windows(self, audio, hop, centres):
-    """Embeddings of windows centred at centres * hop for every clip: [batch, n, D]."""
+  def _embed_windows(self, audio, starts, front_pad):
+    """Embeddings [batch, n, D] of the windows starting at `starts` (sample offsets into
+    the clip padded with `front_pad` zeros in front and a window of zeros behind)."""
+    audio = self._frontend.normalize_clip(audio)
     batch = tf.shape(audio)[0]
-    half = self.window_samples // 2
-    padded = tf.pad(audio, [[0, 0], [half, self.window_samples]])
-    starts = centres * hop  # window k covers [k*hop - half, k*hop + half) of the clip
-    n = tf.shape(centres)[0]
+    padded = tf.pad(audio, [[0, 0], [front_pad, self.window_samples]])
+    n = tf.shape(starts)[0]
     total = batch * n
     clip_of = tf.repeat(tf.range(batch), n)
     start_of = tf.tile(starts, [batch])
@@ -94,14 +102,28 @@ class FrozenEncoder(tf.Module):
   def _timestamp_embeddings(self, audio):
     length = tf.shape(audio)[1]
     n = length // self.timestamp_hop + 1  # centres 0, hop, ..., <= duration
-    centres = tf.range(n)
-    embeddings = self._centred_windows(audio, self.timestamp_hop, centres)
-    stamps = tf.cast(centres * self.timestamp_hop, tf.float32) * (1000.0 / self.sample_rate)
+    centres = tf.range(n) * self.timestamp_hop
+    # Window k covers [centre - half, centre + half) of the clip: start = centre in the
+    # clip padded with half a window in front.
+    embeddings = self._embed_windows(audio, centres, self.window_samples // 2)
+    stamps = tf.cast(centres, tf.float32) * (1000.0 / self.sample_rate)
     return embeddings, tf.tile(stamps[None, :], [tf.shape(audio)[0], 1])
 
   def _scene_embeddings(self, audio):
-    centres = tf.range(tf.shape(audio)[1] // self.scene_hop + 1)
-    return tf.reduce_mean(self._centred_windows(audio, self.scene_hop, centres), axis=1)
+    return tf.reduce_mean(self._embed_windows(audio, self.scene_starts(tf.shape(audio)[1]), 0),
+                          axis=1)
+
+  def scene_starts(self, length):
+    """Start offsets of the scene windows of a clip of `length` samples (see module doc)."""
+    last = tf.maximum(length - self.window_samples, 0)
+    n = (last + self.scene_hop - 1) // self.scene_hop + 1
+    return tf.minimum(tf.range(n) * self.scene_hop, last)
+
+  def _clip_embeddings(self, audio):
+    audio = self._frontend.normalize_clip(audio)
+    missing = tf.maximum(self.window_samples - tf.shape(audio)[1], 0)
+    audio = tf.pad(audio, [[0, 0], [missing // 2, missing - missing // 2]])
+    return self._window_embeddings(audio)
 
 
 def load_trained(model_dir, checkpoint=None, random_init_seed=None):
@@ -146,6 +168,7 @@ def export(model_dir, output, checkpoint=None, chunk_windows=256, random_init_se
       "serving_default": module.scene_embeddings,
       "scene_embeddings": module.scene_embeddings,
       "timestamp_embeddings": module.timestamp_embeddings,
+      "clip_embeddings": module.clip_embeddings,
   })
   metadata = {
       "format": "cola_tf frozen encoder v1",
@@ -156,8 +179,11 @@ def export(model_dir, output, checkpoint=None, chunk_windows=256, random_init_se
       "window_samples": window_samples,
       "timestamp_hop_ms": TIMESTAMP_HOP_MS,
       "scene_hop_ms": SCENE_HOP_MS,
-      "scene_pooling": "mean over 0.96 s windows centred at 0, 0.48 s, ... <= duration",
+      "scene_pooling": "mean over 0.96 s windows within the clip, starting every 0.48 s, "
+                       "the last ending at the clip's end",
       "frontend": frontend.params(),
+      "training_positive_noise_stddev": _bound("pair_dataset.positive_noise_stddev",
+                                             pipeline.POSITIVE_NOISE_STDDEV),
       "encoder": model.encoder.name,
       "training_step": step,
       "checkpoint": path,
@@ -169,6 +195,14 @@ def export(model_dir, output, checkpoint=None, chunk_windows=256, random_init_se
     tf.io.gfile.rmtree(output)
   tf.io.gfile.rename(tmp, output)
   return metadata
+
+
+def _bound(binding, default):
+  """The operative config's value for `binding`, or the function's default if unbound."""
+  try:
+    return gin.query_parameter(binding)
+  except ValueError:
+    return default
 
 
 def main(argv=None):

@@ -1,32 +1,57 @@
-"""The log-mel frontend: the one definition used by training, export and the HEAR module.
+"""Waveform normalisation and the log-mel frontend: the one definition of how audio becomes
+model input, used by training, export, the HEAR module and the linear probe alike.
 
-Waveform convention (decided once, here): the frontend takes mono float32 PCM at
-`sample_rate` in [-1, 1] exactly as decoded, with *no* gain or peak normalisation of the
-waveform. Loudness is part of the signal; any normalisation happens on the log-mel of each
-0.96 s window (`normalization='per_example'`), which training crops, exported scene/frame
-windows and HEAR inputs all go through in the same function below.
+Waveform convention: mono float32 PCM at `sample_rate` as decoded. Before the log-mel, the
+waveform is scaled to unit L2 norm (`waveform_normalization`), as both references do:
+* 'l2_window' (the recipe, audax's `parse_tf_record_tfio_contrastive`): each model input,
+  i.e. each 0.96 s training crop, each exported window, each whole probe clip, is scaled
+  to unit L2 norm on its own.
+* 'l2_clip' (google-research `cola/contrastive.py`): each whole clip is scaled once, before
+  it is cropped or cut into windows (`normalize_clip`).
+* 'none': the level as decoded (loudness stays part of the signal).
+Either L2 form makes the features independent of the clip's gain. Training adds Gaussian
+noise to the positive's waveform after this normalisation (`__call__(..., noise=...)`).
 """
 import gin
+import numpy as np
 import tensorflow as tf
 
 NORMALIZATIONS = ("none", "per_example")
+WAVEFORM_NORMALIZATIONS = ("l2_window", "l2_clip", "none")
+WINDOWS = ("hann_symmetric", "hann_periodic")
+PADDINGS = ("centre_reflect", "end_zero")
+L2_EPSILON = 1e-9  # both references: tf.math.l2_normalize(x, epsilon=1e-9)
+
+
+def l2_normalize(waveform):
+  """Unit L2 norm over the last axis; all-zero input stays zero."""
+  return tf.math.l2_normalize(waveform, axis=-1, epsilon=L2_EPSILON)
 
 
 @gin.configurable
 class LogMelFrontend:
-  """Log-mel spectrogram: periodic-Hann STFT -> power -> mel (HTK) -> log(max(x, floor)).
+  """Waveform normalisation -> STFT -> power -> mel (HTK) -> log(max(x, floor)).
 
-  Defaults are the COLA / audax recipe: 16 kHz, 25 ms window (400), 10 ms hop (160),
-  1024-point FFT, 64 mel bins between 60 and 7800 Hz. The signal end is zero-padded so a
-  window of N samples gives ceil(N / hop) frames (0.96 s -> 96 frames).
+  Defaults are audax's COLA recipe: 16 kHz, 25 ms window (400), 10 ms hop (160), 1024-point
+  FFT, 64 mel bins between 60 and 7800 Hz, symmetric Hann window (`jnp.hanning`), frames
+  centred on multiples of the hop with reflect padding (torch-style `center=True`, so a
+  window of N samples gives 1 + N // hop frames: 0.96 s -> 97, 1 s -> 101), log floor 1e-8.
+  `padding='end_zero'` instead zero-pads the end (ceil(N / hop) frames: 0.96 s -> 96).
+  `normalization='per_example'` also standardises each model input's log-mel over time and
+  frequency ((x - mean) / (std + 1e-7), audax's `normalize_batch`).
   """
 
   def __init__(self, sample_rate=16000, window_length=400, hop_length=160,
                fft_length=1024, num_mel_bins=64, lower_edge_hz=60.0,
-               upper_edge_hz=7800.0, log_floor=1e-6, normalization="none"):
-    if normalization not in NORMALIZATIONS:
-      raise ValueError(f"LogMelFrontend.normalization must be one of {NORMALIZATIONS}, "
-                       f"got {normalization!r}")
+               upper_edge_hz=7800.0, log_floor=1e-8, normalization="none",
+               waveform_normalization="l2_window", window="hann_symmetric",
+               padding="centre_reflect"):
+    for name, value, allowed in (("normalization", normalization, NORMALIZATIONS),
+                                 ("waveform_normalization", waveform_normalization,
+                                  WAVEFORM_NORMALIZATIONS),
+                                 ("window", window, WINDOWS), ("padding", padding, PADDINGS)):
+      if value not in allowed:
+        raise ValueError(f"LogMelFrontend.{name} must be one of {allowed}, got {value!r}")
     if not 0 <= lower_edge_hz < upper_edge_hz <= sample_rate / 2:
       raise ValueError(f"LogMelFrontend: need 0 <= lower_edge_hz < upper_edge_hz <= "
                        f"sample_rate/2, got {lower_edge_hz}, {upper_edge_hz}, {sample_rate}")
@@ -41,6 +66,9 @@ class LogMelFrontend:
     self.upper_edge_hz = float(upper_edge_hz)
     self.log_floor = float(log_floor)
     self.normalization = normalization
+    self.waveform_normalization = waveform_normalization
+    self.window = window
+    self.padding = padding
     self._mel_matrix = tf.signal.linear_to_mel_weight_matrix(
         num_mel_bins=self.num_mel_bins,
         num_spectrogram_bins=self.fft_length // 2 + 1,
@@ -54,29 +82,65 @@ class LogMelFrontend:
                 hop_length=self.hop_length, fft_length=self.fft_length,
                 num_mel_bins=self.num_mel_bins, lower_edge_hz=self.lower_edge_hz,
                 upper_edge_hz=self.upper_edge_hz, log_floor=self.log_floor,
-                normalization=self.normalization)
+                normalization=self.normalization,
+                waveform_normalization=self.waveform_normalization, window=self.window,
+                padding=self.padding)
 
   def num_frames(self, num_samples):
+    if self.padding == "centre_reflect":
+      return 1 + int(num_samples) // self.hop_length
     return -(-int(num_samples) // self.hop_length)
 
+  def _window_fn(self, length, dtype):
+    if self.window == "hann_periodic":
+      return tf.signal.hann_window(length, periodic=True, dtype=dtype)
+    # np.hanning / jnp.hanning: 0.5 - 0.5 cos(2 pi n / (N - 1)), zero at both ends
+    # (stft passes the length as a tensor, so the window is built from our own int).
+    del length
+    return tf.constant(np.hanning(self.window_length), dtype=dtype)
+
+  def normalize_clip(self, waveform):
+    """A whole clip [..., samples] before cropping or windowing ('l2_clip' only)."""
+    if self.waveform_normalization == "l2_clip":
+      return l2_normalize(waveform)
+    return tf.convert_to_tensor(waveform, tf.float32)
+
+  def normalize_window(self, waveform):
+    """One model input [..., samples] ('l2_window' only)."""
+    if self.waveform_normalization == "l2_window":
+      return l2_normalize(waveform)
+    return tf.convert_to_tensor(waveform, tf.float32)
+
   def log_mel(self, waveform):
-    """[..., samples] float32 -> [..., frames, num_mel_bins] float32 (no normalisation)."""
+    """[..., samples] float32 -> [..., frames, num_mel_bins] (no normalisation of any kind).
+
+    'centre_reflect' needs more than window_length // 2 samples."""
     waveform = tf.convert_to_tensor(waveform, tf.float32)
+    if self.padding == "centre_reflect":
+      # torch.stft(center=True) pads n_fft // 2 and centres the window in the FFT frame;
+      # the samples a frame sees are the same as padding window_length // 2 here.
+      half = self.window_length // 2
+      rank = waveform.shape.rank
+      waveform = tf.pad(waveform, [[0, 0]] * (rank - 1) + [[half, half]], mode="REFLECT")
     stft = tf.signal.stft(waveform, frame_length=self.window_length,
                           frame_step=self.hop_length, fft_length=self.fft_length,
-                          window_fn=tf.signal.hann_window, pad_end=True)
+                          window_fn=self._window_fn, pad_end=self.padding == "end_zero")
     power = tf.math.square(tf.math.abs(stft))
     mel = tf.tensordot(power, self._mel_matrix, axes=1)
     mel.set_shape(power.shape[:-1].concatenate([self.num_mel_bins]))
     return tf.math.log(tf.maximum(mel, self.log_floor))
 
   def normalize(self, log_mel):
-    """Per-window normalisation of [..., frames, mels] (a no-op for 'none')."""
+    """Per-input standardisation of [..., frames, mels] (a no-op for 'none')."""
     if self.normalization == "none":
       return log_mel
     mean, var = tf.nn.moments(log_mel, axes=[-2, -1], keepdims=True)
-    return (log_mel - mean) * tf.math.rsqrt(var + 1e-5)
+    return (log_mel - mean) / (tf.sqrt(var) + 1e-7)
 
-  def __call__(self, waveform):
-    """Waveform windows [..., samples] -> model input [..., frames, mels]."""
+  def __call__(self, waveform, noise=None):
+    """Model inputs [..., samples] -> [..., frames, mels]. `noise` (training's positives
+    only) is added to the normalised waveform, as both references do."""
+    waveform = self.normalize_window(waveform)
+    if noise is not None:
+      waveform = waveform + noise
     return self.normalize(self.log_mel(waveform))

@@ -1,17 +1,23 @@
 r"""The seed's linear-probe protocol in TensorFlow: frozen encoder, one Dense layer, AdamW.
 
   python -m cola_tf.linear_probe --export EXPORT_DIR --data SC_V002_ROOT [--classes 35|12]
-      [--task keyword|speaker] [--output DIR] [--epochs 100] [--augment none|crop]
+      [--task keyword|speaker] [--output DIR] [--embedding clip|scene] [--augment none|crop]
   python -m cola_tf.linear_probe --baseline logmel_stats --data SC_V002_ROOT ...
 
-Clips are decoded exactly as in pretraining (mono float32 in [-1, 1], no gain
-normalisation), padded or cut to `--clip_seconds` (1 s, as HEAR does for Speech Commands)
-and embedded once with the export's `scene_embeddings` (the HEAR scene embedding). The
-features are standardised with the train split's mean and std (a fixed affine map, so the
-probe stays linear), then one Dense layer is trained with AdamW and softmax cross-entropy
-on the train split; the epoch with the best validation accuracy is kept and reported on
-test. `--augment crop` instead re-embeds a random 0.96 s window of every train clip each
-epoch (slower: the encoder runs every epoch); validation and test stay fixed.
+The defaults are audax's Speech Commands probe (`recipes/cola/configs/supervised/
+speechcommandsv2/convnext_tiny_sc_ft.py`, as it ran for the published rows):
+* each clip decoded (mono float32, 16 kHz) and centre-cropped or centre-padded with zeros to
+  `--clip_seconds` 1.0 s, then fed whole through the export's `clip_embeddings`: waveform
+  normalisation, one log-mel of 101 frames, the frozen encoder, pooling (`--embedding
+  scene` uses the HEAR scene embedding, the mean over 0.96 s windows, instead);
+* one Dense layer on the raw features (`--standardize` first standardises them with the
+  train split's mean and std), softmax cross-entropy;
+* AdamW, weight decay 0, batch 512, 50 epochs, peak learning rate 1e-3 x batch / 256
+  (audax scales every learning rate so; `--reference_batch 0` turns that off), linear
+  warmup over 5 epochs then cosine decay to 0;
+* the epoch with the best validation accuracy is kept and reported on test.
+`--augment crop` instead re-embeds a random 0.96 s window of every train clip each epoch
+(slower: the encoder runs every epoch); validation and test stay fixed.
 
 Tasks on a Speech Commands v0.02 tree (the real archive or one laid out like it):
 * keyword, 35 classes: every word; splits from validation_list.txt / testing_list.txt
@@ -24,7 +30,7 @@ Tasks on a Speech Commands v0.02 tree (the real archive or one laid out like it)
 Writes OUTPUT/results.json (top-1, best epoch, per-epoch history, per-class accuracy),
 per_class.csv, confusion.csv (rows: true class, columns: predicted) and confusion.png.
 `--baseline logmel_stats` probes the mean and std over time of each log-mel bin (the same
-frontend) instead of an encoder.
+waveform normalisation and frontend) instead of an encoder.
 """
 import argparse
 import collections
@@ -40,6 +46,7 @@ import tensorflow as tf
 import tf_keras
 
 from cola_tf import frontend as frontend_lib
+from cola_tf import optimization
 from cola_tf import prepare_speech_commands
 from cola_tf.data import audio as audio_lib
 from cola_tf.data import sources
@@ -48,6 +55,25 @@ SAMPLE_RATE = 16000
 TASKS = ("keyword", "speaker")
 SPLITS = ("train", "valid", "test")
 BASELINES = ("logmel_stats",)
+EMBEDDINGS = ("clip", "scene")
+
+
+@dataclasses.dataclass
+class ProbeSettings:
+  """How the Dense layer is trained. Defaults: audax's Speech Commands linear probe."""
+  epochs: int = 50
+  batch_size: int = 512
+  learning_rate: float = 1e-3
+  reference_batch: int = 256  # peak LR = learning_rate * batch_size / reference_batch; 0: off
+  warmup_epochs: float = 5.0
+  weight_decay: float = 0.0
+  standardize: bool = False
+  seed: int = 0
+
+  def peak_learning_rate(self):
+    if not self.reference_batch:
+      return self.learning_rate
+    return self.learning_rate * self.batch_size / self.reference_batch
 
 
 def log(message):
@@ -127,9 +153,13 @@ def load_task(task, root, classes=35, min_speaker_clips=10):
   raise ValueError(f"--task must be one of {TASKS}, got {task!r}")
 
 
-def _fit_length(waveform, samples):
-  waveform = waveform[:samples]
-  return tf.pad(waveform, [[0, samples - tf.shape(waveform)[0]]])
+def fit_clip(waveform, samples):
+  """Centre crop or centred zero padding to `samples` (audax's center_crop / pad_waveform)."""
+  length = tf.shape(waveform)[0]
+  start = tf.maximum(length // 2 - samples // 2, 0)
+  waveform = waveform[start:start + samples]
+  missing = samples - tf.shape(waveform)[0]
+  return tf.pad(waveform, [[missing // 2, missing - missing // 2]])
 
 
 def _is_ok(waveform, label, index, ok):  # pylint: disable=unused-argument
@@ -148,7 +178,7 @@ def clip_batches(split, label_index, clip_samples, batch_size=256):
     waveform, ok = audio_lib.decode_or_flag(tf.io.read_file(path), path,
                                             tf.strings.lower(tf.strings.split(path, ".")[-1]),
                                             SAMPLE_RATE)
-    return _fit_length(waveform, clip_samples), label, index, ok
+    return fit_clip(waveform, clip_samples), label, index, ok
 
   labels = np.array([label_index[l] for l in split.labels], np.int32)
   files = tf.data.Dataset.from_tensor_slices(
@@ -156,8 +186,8 @@ def clip_batches(split, label_index, clip_samples, batch_size=256):
   ds = files.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.filter(_is_ok).map(_without_flag)
   if split.arrays:
-    arrays = np.stack([np.pad(a[:clip_samples], (0, max(0, clip_samples - a.size)))
-                       for a, _ in split.arrays]).astype(np.float32)
+    arrays = np.stack([fit_clip(a.astype(np.float32), clip_samples).numpy()
+                       for a, _ in split.arrays])
     extra = np.array([label_index[l] for _, l in split.arrays], np.int32)
     index = np.arange(len(split.files), len(split), dtype=np.int32)
     ds = ds.concatenate(tf.data.Dataset.from_tensor_slices((arrays, extra, index)))
@@ -165,27 +195,36 @@ def clip_batches(split, label_index, clip_samples, batch_size=256):
 
 
 class ExportEmbedder:
-  """Embeddings from a cola_tf export (SavedModel): scene embeddings, or single windows."""
+  """Embeddings from a cola_tf export (SavedModel): whole clips or scene embeddings, or
+  single windows (crop augmentation)."""
 
-  def __init__(self, path):
+  def __init__(self, path, embedding="clip"):
+    if embedding not in EMBEDDINGS:
+      raise ValueError(f"--embedding must be one of {EMBEDDINGS}, got {embedding!r}")
     meta = os.path.join(path, "cola_metadata.json")
     if not os.path.isfile(meta):
       raise ValueError(f"--export {path!r} is not a cola_tf export (no cola_metadata.json)")
     with open(meta) as f:
       self.metadata = json.load(f)
     self.module = tf.saved_model.load(path)
+    if not hasattr(self.module, f"{embedding}_embeddings"):
+      raise ValueError(f"--export {path!r} has no {embedding}_embeddings function (exported "
+                       "by an older cola_tf: export it again)")
+    self._embed = getattr(self.module, f"{embedding}_embeddings")
     self.window_samples = int(self.metadata["window_samples"])
-    self.name = f"{self.metadata['encoder']} export, step {self.metadata['training_step']}"
+    self.name = (f"{self.metadata['encoder']} export, step {self.metadata['training_step']}, "
+                 f"{embedding} embedding")
 
   def clips(self, waveforms):
-    return self.module.scene_embeddings(waveforms)
+    return self._embed(waveforms)
 
   def windows(self, waveforms):
     return self.module.window_embeddings(waveforms)
 
 
 class LogMelStatsEmbedder:
-  """Baseline: mean and std over time of each log-mel bin of the one frontend."""
+  """Baseline: mean and std over time of each log-mel bin of the one frontend (waveform
+  normalisation included)."""
   name = "log-mel mean/std baseline"
   window_samples = None
 
@@ -194,7 +233,7 @@ class LogMelStatsEmbedder:
     self._clips = tf.function(self._stats)
 
   def _stats(self, waveforms):
-    mean, var = tf.nn.moments(self.frontend.log_mel(waveforms), axes=[1])
+    mean, var = tf.nn.moments(self.frontend(self.frontend.normalize_clip(waveforms)), axes=[1])
     return tf.concat([mean, tf.sqrt(var + 1e-8)], axis=-1)
 
   def clips(self, waveforms):
@@ -248,26 +287,37 @@ def _embed(embedder, split, label_index, clip_samples, crop_seed):
           np.concatenate(indices))
 
 
-def fit_probe(data, num_classes, epochs=100, batch_size=256, learning_rate=3e-3,
-              weight_decay=1e-4, seed=0, train_features_for_epoch=None, verbose=True):
+def fit_probe(data, num_classes, settings=None, train_features_for_epoch=None, verbose=True):
   """Trains Dense(num_classes) on data['train'], keeps the best epoch on data['valid'].
 
-  data: {split: (features [n, D], labels [n])}. train_features_for_epoch(epoch), if given,
-  returns fresh train features each epoch (augmentation). Returns a dict with best_epoch,
-  valid_accuracy, test_accuracy, test predictions and the per-epoch history.
+  data: {split: (features [n, D], labels [n])}; settings: a ProbeSettings (default: the
+  seed's protocol). train_features_for_epoch(epoch), if given, returns fresh train features
+  each epoch (augmentation). Returns a dict with best_epoch, valid_accuracy, test_accuracy,
+  test predictions and the per-epoch history.
   """
+  settings = settings or ProbeSettings()
+  if not 0 <= settings.warmup_epochs < settings.epochs:
+    raise ValueError(f"--warmup_epochs ({settings.warmup_epochs}) must be in [0, --epochs "
+                     f"({settings.epochs}))")
   x_train, y_train = data["train"]
-  mean = x_train.mean(axis=0)
-  std = x_train.std(axis=0)
-  std = np.where(std > 1e-6, std, 1.0)  # constant (e.g. dead) features: centred, not blown up
+  mean, std = np.zeros(x_train.shape[1], np.float32), np.ones(x_train.shape[1], np.float32)
+  if settings.standardize:
+    mean = x_train.mean(axis=0)
+    std = x_train.std(axis=0)
+    std = np.where(std > 1e-6, std, 1.0)  # constant (e.g. dead) features: centred only
 
   def standardise(x):
     return ((x - mean) / std).astype(np.float32)
 
-  tf_keras.utils.set_random_seed(seed)
+  tf_keras.utils.set_random_seed(settings.seed)
   layer = tf_keras.layers.Dense(num_classes)
   layer.build((None, x_train.shape[1]))
-  optimizer = tf_keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+  num_batches = max(1, len(x_train) // settings.batch_size)  # the rest wait, as drop_remainder
+  optimizer, schedule = optimization.build_adamw(
+      settings.epochs * num_batches, num_batches, learning_rate=settings.peak_learning_rate(),
+      batch_size_scaling=None, warmup_epochs=settings.warmup_epochs, warmup_steps=None,
+      weight_decay=settings.weight_decay, end_learning_rate_fraction=0.0,
+      gradient_clip_norm=0.0, beta_1=0.9, beta_2=0.999, epsilon=1e-8, no_weight_decay=())
   loss_fn = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
   @tf.function
@@ -286,18 +336,20 @@ def fit_probe(data, num_classes, epochs=100, batch_size=256, learning_rate=3e-3,
   def predict(x):
     return np.argmax(layer(standardise(x)).numpy(), axis=-1)
 
-  rng = np.random.default_rng(seed)
+  rng = np.random.default_rng(settings.seed)
   best = (-1.0, 0, None)
   history = []
+  epochs = settings.epochs
   for epoch in range(1, epochs + 1):
     if train_features_for_epoch is not None:
       x_train, y_train = train_features_for_epoch(epoch)
     x = standardise(x_train)
-    num_batches = max(1, len(x) // batch_size)  # the last len(x) % num_batches rows wait
-    batches = rng.permutation(len(x))[:num_batches * (len(x) // num_batches)]
-    loss = float(train_epoch(x, y_train, batches.reshape(num_batches, -1)))
+    per_batch = len(x) // num_batches
+    batches = rng.permutation(len(x))[:num_batches * per_batch]
+    loss = float(train_epoch(x, y_train, batches.reshape(num_batches, per_batch)))
     valid_acc = float(np.mean(predict(data["valid"][0]) == data["valid"][1]))
-    history.append({"epoch": epoch, "train_loss": loss, "valid_accuracy": valid_acc})
+    history.append({"epoch": epoch, "train_loss": loss, "valid_accuracy": valid_acc,
+                    "learning_rate": float(schedule(epoch * num_batches - 1))})
     if valid_acc > best[0]:
       best = (valid_acc, epoch, [v.numpy() for v in layer.weights])
     if verbose and (epoch % 10 == 0 or epoch == epochs):
@@ -368,11 +420,13 @@ def write_report(output, class_names, result, description):
   return per_class
 
 
-def probe(embedder, task, data_root, classes=35, epochs=100, batch_size=256,
-          learning_rate=3e-3, weight_decay=1e-4, seed=0, augment="none", clip_seconds=1.0,
-          min_speaker_clips=10, output=None, feature_cache=None, verbose=True):
-  """Runs the whole protocol. `feature_cache` ({path: feature}, filled here) lets several
-  tasks over the same files share one embedding pass."""
+def probe(embedder, task, data_root, classes=35, settings=None, augment="none",
+          clip_seconds=1.0, min_speaker_clips=10, output=None, feature_cache=None,
+          verbose=True):
+  """Runs the whole protocol (settings: a ProbeSettings, default the seed's). `feature_cache`
+  ({path: feature}, filled here) lets several tasks over the same files share one
+  embedding pass."""
+  settings = settings or ProbeSettings()
   if augment not in ("none", "crop"):
     raise ValueError(f"--augment must be none or crop, got {augment!r}")
   if augment == "crop" and getattr(embedder, "window_samples", None) is None:
@@ -392,14 +446,14 @@ def probe(embedder, task, data_root, classes=35, epochs=100, batch_size=256,
   if augment == "crop":
     def fresh(epoch):
       return embed_split(embedder, splits["train"], label_index, clip_samples,
-                         crop_seed=seed * 100003 + epoch)
-  result = fit_probe(features, len(class_names), epochs, batch_size, learning_rate,
-                     weight_decay, seed, fresh, verbose)
+                         crop_seed=settings.seed * 100003 + epoch)
+  result = fit_probe(features, len(class_names), settings, fresh, verbose)
   description = {"task": task if task == "speaker" else f"keyword ({len(class_names)} classes)",
                  "embedder": embedder.name, "data": os.path.abspath(data_root),
                  "clips": {s: int(len(features[s][1])) for s in SPLITS},
-                 "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                 "weight_decay": weight_decay, "seed": seed, "augment": augment}
+                 **dataclasses.asdict(settings),
+                 "peak_learning_rate": settings.peak_learning_rate(),
+                 "clip_seconds": clip_seconds, "augment": augment}
   result["description"] = description
   if output:
     result["per_class_accuracy"] = write_report(output, class_names, result, description)
@@ -421,11 +475,21 @@ def main(argv=None):
   p.add_argument("--classes", type=int, default=35, choices=[12, 35],
                  help="keyword task: 35 words (the seed's protocol) or HEAR's 12")
   p.add_argument("--output", help="report folder (default EXPORT/linear_probe-TASK)")
-  p.add_argument("--epochs", type=int, default=100)
-  p.add_argument("--batch_size", type=int, default=256)
-  p.add_argument("--learning_rate", type=float, default=3e-3)
-  p.add_argument("--weight_decay", type=float, default=1e-4)
-  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--embedding", default="clip", choices=EMBEDDINGS,
+                 help="clip: the whole clip as one input (the seed's); scene: HEAR's mean over "
+                      "0.96 s windows")
+  defaults = ProbeSettings()
+  p.add_argument("--epochs", type=int, default=defaults.epochs)
+  p.add_argument("--batch_size", type=int, default=defaults.batch_size)
+  p.add_argument("--learning_rate", type=float, default=defaults.learning_rate,
+                 help="base LR; the peak is LR x batch / --reference_batch")
+  p.add_argument("--reference_batch", type=int, default=defaults.reference_batch,
+                 help="0: the learning rate is the peak as given")
+  p.add_argument("--warmup_epochs", type=float, default=defaults.warmup_epochs)
+  p.add_argument("--weight_decay", type=float, default=defaults.weight_decay)
+  p.add_argument("--standardize", action="store_true",
+                 help="standardise features with the train split's mean and std first")
+  p.add_argument("--seed", type=int, default=defaults.seed)
   p.add_argument("--augment", default="none", choices=["none", "crop"])
   p.add_argument("--clip_seconds", type=float, default=1.0)
   p.add_argument("--min_speaker_clips", type=int, default=10)
@@ -433,10 +497,16 @@ def main(argv=None):
   suffix = f"{a.task}{a.classes}" if a.task == "keyword" else a.task
   output = a.output or (os.path.join(a.export, f"linear_probe-{suffix}") if a.export
                         else f"linear_probe-{a.baseline}-{suffix}")
+  settings = ProbeSettings(a.epochs, a.batch_size, a.learning_rate, a.reference_batch,
+                           a.warmup_epochs, a.weight_decay, a.standardize, a.seed)
   try:
-    embedder = ExportEmbedder(a.export) if a.export else LogMelStatsEmbedder()
-    probe(embedder, a.task, a.data, a.classes, a.epochs, a.batch_size, a.learning_rate,
-          a.weight_decay, a.seed, a.augment, a.clip_seconds, a.min_speaker_clips, output)
+    if settings.epochs < 1 or settings.batch_size < 1:
+      raise ValueError(f"--epochs and --batch_size must be >= 1, got {settings.epochs}, "
+                       f"{settings.batch_size}")
+    embedder = (ExportEmbedder(a.export, a.embedding) if a.export
+                else LogMelStatsEmbedder())
+    probe(embedder, a.task, a.data, a.classes, settings, a.augment, a.clip_seconds,
+          a.min_speaker_clips, output)
   except ValueError as e:
     print(f"linear_probe: error: {e}", file=sys.stderr)
     return 2

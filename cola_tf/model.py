@@ -19,10 +19,14 @@ class ColaModel(tf_keras.Model):
   similarity='bilinear' (the paper's): logits = a W p^T; it has no temperature (W learns the
   scale), so passing one is an error rather than a silently ignored flag.
   similarity='cosine': logits = cos(a, p) / temperature; a temperature is required.
+  projection_bias: a bias in the Dense projection (google-research has one, audax none).
+  bilinear_init_stddev: W starts as N(0, stddev^2) (audax 0.01, google-research Keras'
+  0.05); None: Glorot uniform. It sets the initial logit scale.
   """
 
   def __init__(self, encoder=None, embedding_dim=512, similarity="bilinear",
-               temperature=None, name="cola"):
+               temperature=None, projection_bias=False, bilinear_init_stddev=0.01,
+               name="cola"):
     super().__init__(name=name)
     if similarity not in SIMILARITIES:
       raise ValueError(f"ColaModel.similarity must be one of {SIMILARITIES}, got {similarity!r}")
@@ -36,11 +40,14 @@ class ColaModel(tf_keras.Model):
     self.similarity = similarity
     self.temperature = None if temperature is None else float(temperature)
     self.embedding_dim = int(embedding_dim)
-    self.projection = tf_keras.layers.Dense(embedding_dim, dtype="float32", name="projection")
+    self.projection = tf_keras.layers.Dense(embedding_dim, use_bias=projection_bias,
+                                            dtype="float32", name="projection")
     self.layer_norm = tf_keras.layers.LayerNormalization(dtype="float32", name="layer_norm")
     if similarity == "bilinear":
+      init = ("glorot_uniform" if bilinear_init_stddev is None else
+              tf_keras.initializers.RandomNormal(stddev=float(bilinear_init_stddev)))
       self.bilinear = tf_keras.layers.Dense(embedding_dim, use_bias=False, dtype="float32",
-                                            name="bilinear")
+                                            kernel_initializer=init, name="bilinear")
 
   def embed(self, log_mel, training=False):
     """[batch, frames, mels] -> float32 [batch, embedding_dim] in (-1, 1)."""

@@ -3,21 +3,24 @@ import gin
 from official.modeling.optimization import optimizer_factory
 from official.modeling.optimization.configs import optimization_config
 
-# Norm parameters, biases and layer scales get no weight decay (matched on variable names).
-NO_DECAY = ["bias", "norm", "_bn", "bn/", "gamma", "beta", "layer_scale"]
+# Variable-name patterns of norm parameters, biases and layer scales: the usual set spared
+# weight decay. audax's optax.adamw decays every parameter (the recipe: none spared).
+NORMS_AND_BIASES = ("bias", "norm", "_bn", "bn/", "gamma", "beta", "layer_scale")
 
 
 @gin.configurable(denylist=["total_steps", "steps_per_epoch", "global_batch_size"])
 def build_adamw(total_steps, steps_per_epoch, learning_rate=1e-3, batch_size_scaling=None,
                     global_batch_size=None, warmup_epochs=None, warmup_steps=None,
                     weight_decay=0.0, end_learning_rate_fraction=0.0, gradient_clip_norm=0.0,
-                    beta_1=0.9, beta_2=0.999, epsilon=1e-8):
+                    beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                    no_weight_decay=NORMS_AND_BIASES):
   """Returns (optimizer, schedule).
 
   Peak LR = learning_rate * global_batch_size / batch_size_scaling when batch_size_scaling is
   set (the recipe's lr * batch / 256), else learning_rate. Linear warmup from 0 over
   warmup_steps (or warmup_epochs * steps_per_epoch), then cosine decay reaching
-  end_learning_rate_fraction * peak exactly at total_steps.
+  end_learning_rate_fraction * peak exactly at total_steps. Variables whose names match a
+  pattern of `no_weight_decay` get no weight decay (`()`: every variable decays, as audax).
   """
   peak = float(learning_rate)
   if batch_size_scaling:
@@ -31,7 +34,7 @@ def build_adamw(total_steps, steps_per_epoch, learning_rate=1e-3, batch_size_sca
                      f"total_steps={total_steps})")
   config = {
       "optimizer": {"type": "adamw", "adamw": {
-          "weight_decay_rate": float(weight_decay), "exclude_from_weight_decay": NO_DECAY,
+          "weight_decay_rate": float(weight_decay), "exclude_from_weight_decay": list(no_weight_decay),
           "gradient_clip_norm": float(gradient_clip_norm), "beta_1": beta_1,
           "beta_2": beta_2, "epsilon": epsilon}},
       "learning_rate": {"type": "cosine", "cosine": {

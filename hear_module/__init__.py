@@ -7,9 +7,13 @@
 
 `audio` is float32 [n_sounds, n_samples] at 16 kHz in [-1, 1] (tf.Tensor or numpy). Frame
 embeddings come every 50 ms, centred on their timestamps (0 ms, 50 ms, ... up to the clip's
-duration, in milliseconds), each from the 0.96 s window around it. The scene embedding is
-the mean of the embeddings of half-overlapping 0.96 s windows over the whole clip. Clips are
-embedded a few at a time and windows in chunks, so memory stays bounded for long audio.
+duration, in milliseconds), each from the 0.96 s window around it (zero-padded past the
+clip's ends). The scene embedding is the mean of the embeddings of half-overlapping 0.96 s
+windows that lie within the clip (the last one ends at the clip's end; a clip shorter than
+0.96 s is one zero-padded window). Every window is scaled to unit L2 norm before its log-mel
+(the training recipe's waveform normalisation), so the clip's gain does not change the
+embeddings. Clips are embedded a few at a time and windows in chunks, so memory stays
+bounded for long audio.
 This package does not import cola_tf.
 """
 import json

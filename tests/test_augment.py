@@ -28,18 +28,36 @@ def test_crops_are_windows_of_the_clip_and_independent():
   np.testing.assert_array_equal(again[0], wave[starts[3, 0]:starts[3, 0] + 1000])
 
 
-def test_short_clip_is_zero_padded():
+def test_short_clip_end_one_crop_is_the_whole_clip():
   wave = np.ones(300, np.float32)
-  pair = augment.random_crop_pair(wave, 1000, tf.constant([0, 0])).numpy()
+  pair = augment.random_crop_pair(wave, 1000, tf.constant([0, 0]), "end_one_crop").numpy()
   for crop in pair:
     np.testing.assert_array_equal(crop[:300], 1.0)
     np.testing.assert_array_equal(crop[300:], 0.0)
 
 
+def test_short_clip_centre_two_crops_as_audax():
+  """audax pads a clip shorter than 2 crops equally on both sides to 2 crops, then crops."""
+  wave = np.arange(1, 1501, dtype=np.float32)  # 1.5 crops of 1000
+  padded = np.concatenate([np.zeros(250), wave, np.zeros(250)]).astype(np.float32)
+  offsets = set()
+  for s in range(40):
+    pair = augment.random_crop_pair(wave, 1000, tf.constant([1, s])).numpy()
+    for crop in pair:
+      offsets.add(_offset(padded, crop) if crop.any() else None)
+  assert None not in offsets and min(offsets) >= 0 and max(offsets) <= 1000
+  assert len(offsets) > 30  # crops differ: the pair is not the same padded clip twice
+  with pytest.raises(ValueError, match="short_clips"):
+    augment.random_crop_pair(wave, 1000, tf.constant([0, 0]), "loop")
+
+
 def test_spec_augment_masks_each_example_independently_with_narrow_bands():
   rng = np.random.default_rng(0)
   x = rng.standard_normal((64, 96, 64)).astype(np.float32) + 5.0
-  y = augment.spec_augment(x, tf.constant([1, 2])).numpy()
+  y = augment.spec_augment(x, tf.constant([1, 2]), fill="mean").numpy()
+  zero = augment.spec_augment(x, tf.constant([1, 2])).numpy()  # the recipe's fill
+  np.testing.assert_array_equal(zero[y != x], 0.0)
+  np.testing.assert_array_equal(zero[y == x], x[y == x])
   patterns = set()
   for i in range(64):
     changed = y[i] != x[i]
@@ -63,6 +81,8 @@ def test_spec_augment_width_bound_and_rank_check():
   assert max(widths) == 9 and min(widths) == 0
   with pytest.raises(ValueError, match=r"\[batch, frames, mels\]"):
     augment.spec_augment(x[0], tf.constant([0, 0]))
+  with pytest.raises(ValueError, match="spec_augment.fill"):
+    augment.spec_augment(x, tf.constant([0, 0]), fill="noise")
 
 
 @pytest.mark.parametrize("mode,anchor_changed,positive_changed",

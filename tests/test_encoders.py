@@ -42,7 +42,8 @@ def test_drop_path_is_applied_in_the_encoder_inside_a_distributed_step(name):
 
 
 def test_convnext_depthwise_equals_keras_applications_and_weights_move_both_ways():
-  ours = encoders.build_encoder("convnext_tiny", input_shape=(96, 64), pooling="mean")
+  ours = encoders.build_encoder("convnext_tiny", input_shape=(96, 64), pooling="mean",
+                                features_layernorm=True)
   keras_model = tf_keras.applications.ConvNeXtTiny(
       include_top=False, weights=None, input_shape=(96, 64, 1), pooling="avg",
       include_preprocessing=False)
@@ -56,7 +57,7 @@ def test_convnext_depthwise_equals_keras_applications_and_weights_move_both_ways
   depthwise = [l for l in ours.layers if isinstance(l, tf_keras.layers.DepthwiseConv2D)]
   assert len(depthwise) == 18
   grouped = encoders.build_encoder("convnext_tiny", input_shape=(96, 64), pooling="mean",
-                                   depthwise_impl="grouped")
+                                   depthwise_impl="grouped", features_layernorm=True)
   encoders.convnext_weights_to_keras(ours, grouped)
   np.testing.assert_allclose(grouped(x, training=False).numpy(), want, rtol=1e-4, atol=1e-4)
 
@@ -77,3 +78,13 @@ def test_unknown_encoder_and_pooling_are_errors():
     encoders.build_encoder("resnet50")
   with pytest.raises(ValueError, match="pooling"):
     encoders.build_encoder("small_cnn", pooling="attention")
+
+
+def test_convnext_features_are_the_pooled_last_stage_as_audax():
+  """audax's ConvNeXt with num_classes=None returns mean(last stage): no LayerNorm after."""
+  enc = encoders.build_encoder("convnext_tiny", input_shape=(97, 64), pooling="mean")
+  assert not any("features_layernorm" in l.name for l in enc.layers)
+  last_stage = tf_keras.Model(enc.input, enc.get_layer("pool").input)
+  x = np.random.default_rng(1).standard_normal((2, 97, 64)).astype(np.float32)
+  np.testing.assert_allclose(enc(x).numpy(), last_stage(x).numpy().mean(axis=(1, 2)),
+                             rtol=1e-5, atol=1e-5)

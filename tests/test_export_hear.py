@@ -42,6 +42,9 @@ def test_metadata(trained):
   assert meta["timestamp_hop_ms"] == 50.0 and meta["window_samples"] == 15360
   assert meta["training_step"] == 6 and meta["encoder"] == "small_cnn"
   assert meta["frontend"]["num_mel_bins"] == 64 and meta["frontend"]["normalization"] == "none"
+  assert meta["frontend"]["waveform_normalization"] == "l2_window"
+  assert meta["frontend"]["padding"] == "centre_reflect" and meta["frontend"]["log_floor"] == 1e-8
+  assert meta["training_positive_noise_stddev"] == 0.001
   assert len(meta["gin_config_sha1"]) == 40
 
 
@@ -84,7 +87,56 @@ def test_exported_numbers_equal_the_training_encoder(trained, clean_gin):
     ref = model.encoder(frontend(padded[None, start:start + window]), training=False).numpy()
     np.testing.assert_allclose(emb[0, k].numpy(), ref[0], rtol=1e-4, atol=1e-5)
     assert float(stamps[0, k]) == pytest.approx(k * 50.0)
+  # Scene: windows within the clip, every 0.48 s, the last one ending at the clip's end.
+  for samples, starts in ((16000, [0, 640]), (30000, [0, 7680, 14640]), (15360, [0]),
+                          (8000, [0])):
+    audio = rng.uniform(-0.5, 0.5, (1, samples)).astype(np.float32)
+    padded = np.concatenate([audio[0], np.zeros(window, np.float32)])
+    windows = np.stack([padded[s:s + window] for s in starts])
+    want = model.encoder(frontend(windows), training=False).numpy().mean(axis=0)
+    np.testing.assert_allclose(saved.scene_embeddings(audio)[0].numpy(), want, rtol=1e-4,
+                               atol=1e-5)
+  # Clip: the whole clip is one model input (101 frames for 1 s), as the seed's probe.
+  audio = rng.uniform(-0.5, 0.5, (2, 16000)).astype(np.float32)
+  assert frontend(audio).shape[1] == 101
+  np.testing.assert_allclose(saved.clip_embeddings(audio).numpy(),
+                             model.encoder(frontend(audio), training=False).numpy(), rtol=1e-4,
+                             atol=1e-5)
   gin.clear_config()
+
+
+def test_embeddings_ignore_gain_through_export_and_hear(trained):
+  """A clip and the same clip 20 dB quieter give the same scene, timestamp and clip
+  embeddings (the recipe's L2 waveform normalisation, inside the export)."""
+  _, export_dir = trained
+  model = hear_module.load_model(export_dir)
+  audio = tf.random.uniform((2, int(1.7 * SR)), -0.5, 0.5, seed=3)
+  quiet = audio * 0.1
+  np.testing.assert_allclose(hear_module.get_scene_embeddings(quiet, model).numpy(),
+                             hear_module.get_scene_embeddings(audio, model).numpy(),
+                             rtol=1e-4, atol=1e-5)
+  loud_emb, loud_ts = hear_module.get_timestamp_embeddings(audio, model)
+  quiet_emb, quiet_ts = hear_module.get_timestamp_embeddings(quiet, model)
+  np.testing.assert_array_equal(quiet_ts.numpy(), loud_ts.numpy())
+  np.testing.assert_allclose(quiet_emb.numpy(), loud_emb.numpy(), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(model.saved_model.clip_embeddings(quiet).numpy(),
+                             model.saved_model.clip_embeddings(audio).numpy(), rtol=1e-4,
+                             atol=1e-5)
+
+
+@pytest.mark.parametrize("mode,invariant", [("l2_clip", True), ("none", False)])
+def test_clip_level_normalisation_in_the_export(mode, invariant):
+  """'l2_clip' (google-research's variant) scales each whole clip before windowing."""
+  from cola_tf import encoders
+  from cola_tf import frontend as frontend_lib
+  frontend = frontend_lib.LogMelFrontend(waveform_normalization=mode)
+  encoder = encoders.build_encoder("small_cnn", input_shape=(97, 64))
+  module = export_lib.FrozenEncoder(frontend, encoder, 15360)
+  audio = np.random.default_rng(4).uniform(-0.5, 0.5, (2, 24000)).astype(np.float32)
+  for fn in (module.scene_embeddings, module.clip_embeddings,
+             lambda a: module.timestamp_embeddings(a)[0]):
+    same = np.allclose(fn(0.1 * audio).numpy(), fn(audio).numpy(), rtol=1e-4, atol=1e-5)
+    assert same == invariant
 
 
 def test_hear_api_shapes_timestamps_and_batches(trained):

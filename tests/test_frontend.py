@@ -10,12 +10,22 @@ def hz_to_mel(f):
 
 
 def numpy_log_mel(x, sr=16000, win=400, hop=160, nfft=1024, mels=64, lo=60.0, hi=7800.0,
-                  floor=1e-6):
-  """Straight from the definitions: periodic Hann, zero-padded end, |rfft|^2, HTK mel."""
-  n_frames = -(-len(x) // hop)
-  padded = np.concatenate([x, np.zeros(n_frames * hop + win - len(x))])
-  window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win) / win)
-  frames = np.stack([padded[i * hop: i * hop + win] * window for i in range(n_frames)])
+                  floor=1e-8, centred=True, symmetric=True):
+  """Straight from the definitions: Hann (symmetric as np.hanning, or periodic), frames
+  centred on k * hop with reflect padding (torch's center=True: the 400-sample window sits
+  in the middle of the 1024-sample frame) or a zero-padded end, |rfft|^2, HTK mel."""
+  if centred:
+    n_frames = 1 + len(x) // hop
+    padded = np.pad(x, nfft // 2, mode="reflect")
+    offset = (nfft - win) // 2
+  else:
+    n_frames = -(-len(x) // hop)
+    padded = np.concatenate([x, np.zeros(n_frames * hop + win - len(x))])
+    offset = 0
+  window = (np.hanning(win) if symmetric
+            else 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win) / win))
+  frames = np.stack([padded[i * hop + offset: i * hop + offset + win] * window
+                     for i in range(n_frames)])
   power = np.abs(np.fft.rfft(frames, n=nfft)) ** 2
   bin_mel = hz_to_mel(np.linspace(0, sr / 2, nfft // 2 + 1))
   edges = np.linspace(hz_to_mel(lo), hz_to_mel(hi), mels + 2)
@@ -29,15 +39,49 @@ def numpy_log_mel(x, sr=16000, win=400, hop=160, nfft=1024, mels=64, lo=60.0, hi
   return np.log(np.maximum(power @ fb, floor))
 
 
-def test_matches_numpy_reference():
+@pytest.mark.parametrize("padding,window,frames", [
+    ("centre_reflect", "hann_symmetric", 97),  # the recipe (audax / torch center=True)
+    ("end_zero", "hann_periodic", 96)])
+def test_matches_numpy_reference(padding, window, frames):
   rng = np.random.default_rng(0)
   t = np.arange(15360) / 16000
   x = (0.5 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
-  fe = frontend_lib.LogMelFrontend()
+  fe = frontend_lib.LogMelFrontend(waveform_normalization="none", padding=padding,
+                                   window=window)
   got = fe(x).numpy()
-  want = numpy_log_mel(x.astype(np.float64))
-  assert got.shape == (96, 64)
+  want = numpy_log_mel(x.astype(np.float64), centred=padding == "centre_reflect",
+                       symmetric=window == "hann_symmetric")
+  assert got.shape == (frames, 64) and fe.num_frames(15360) == frames
   np.testing.assert_allclose(got, want, atol=2e-3, rtol=1e-3)
+  # The recipe's waveform normalisation: unit L2 norm of the window, then the same log-mel.
+  fe_l2 = frontend_lib.LogMelFrontend(padding=padding, window=window)
+  want_l2 = numpy_log_mel(x.astype(np.float64) / np.linalg.norm(x.astype(np.float64)),
+                          centred=padding == "centre_reflect",
+                          symmetric=window == "hann_symmetric")
+  np.testing.assert_allclose(fe_l2(x).numpy(), want_l2, atol=2e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("mode", ["l2_window", "l2_clip"])
+def test_l2_normalisation_removes_gain(mode):
+  """A window and the same window 20 dB quieter (or 30 dB louder) give the same features."""
+  fe = frontend_lib.LogMelFrontend(waveform_normalization=mode)
+  x = np.random.default_rng(2).uniform(-0.5, 0.5, (2, 15360)).astype(np.float32)
+  ref = fe(fe.normalize_clip(x)).numpy()
+  for gain in (0.1, 31.6):
+    np.testing.assert_allclose(fe(fe.normalize_clip(gain * x)).numpy(), ref, atol=1e-4)
+  plain = frontend_lib.LogMelFrontend(waveform_normalization="none")
+  assert np.abs(plain(0.1 * x).numpy() - plain(x).numpy()).min() > 4.0  # 2 ln 10 = 4.6
+  silence = fe(np.zeros((1, 15360), np.float32)).numpy()
+  np.testing.assert_allclose(silence, np.log(1e-8), rtol=1e-6)  # zeros stay zeros, no NaN
+
+
+def test_noise_is_added_after_normalisation():
+  fe = frontend_lib.LogMelFrontend()
+  x = np.random.default_rng(3).uniform(-0.5, 0.5, (1, 15360)).astype(np.float32)
+  noise = np.full_like(x, 0.01)
+  want = fe.normalize(fe.log_mel(frontend_lib.l2_normalize(x) + noise)).numpy()
+  np.testing.assert_allclose(fe(x, noise).numpy(), want, rtol=1e-6)
+  np.testing.assert_allclose(fe(100 * x, noise).numpy(), want, atol=1e-4)
 
 
 def test_batched_equals_single_and_peak_band():
@@ -52,17 +96,19 @@ def test_batched_equals_single_and_peak_band():
 
 
 def test_per_example_normalisation_and_params():
-  fe = frontend_lib.LogMelFrontend(normalization="per_example")
+  fe = frontend_lib.LogMelFrontend(normalization="per_example", waveform_normalization="none")
   x = np.random.default_rng(1).standard_normal((3, 15360)).astype(np.float32) * [[0.01], [0.1], [1.0]]
   y = fe(x).numpy()
   np.testing.assert_allclose(y.mean(axis=(1, 2)), 0.0, atol=1e-4)
   np.testing.assert_allclose(y.std(axis=(1, 2)), 1.0, atol=1e-3)
   assert fe.params()["normalization"] == "per_example"
-  assert fe.num_frames(15360) == 96
+  assert fe.params()["waveform_normalization"] == "none"
+  assert fe.num_frames(15360) == 97 and fe.num_frames(16000) == 101
 
 
 @pytest.mark.parametrize("kwargs", [dict(normalization="global"), dict(upper_edge_hz=9000.0),
-                                    dict(fft_length=256)])
+                                    dict(fft_length=256), dict(waveform_normalization="peak"),
+                                    dict(window="hamming"), dict(padding="zero")])
 def test_bad_parameters_are_errors(kwargs):
   with pytest.raises(ValueError, match="LogMelFrontend"):
     frontend_lib.LogMelFrontend(**kwargs)

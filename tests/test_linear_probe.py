@@ -88,17 +88,43 @@ def test_fit_probe_keeps_the_best_validation_epoch():
     return (centres[y] + rng.normal(size=(n, 16))).astype(np.float32), y.astype(np.int32)
 
   data = {"train": split(400), "valid": split(100), "test": split(100)}
-  result = linear_probe.fit_probe(data, 5, epochs=15, batch_size=64, learning_rate=1e-2,
-                                  seed=0, verbose=False)
+  settings = linear_probe.ProbeSettings(epochs=15, batch_size=64, learning_rate=1e-2,
+                                        reference_batch=0, warmup_epochs=1, standardize=True)
+  result = linear_probe.fit_probe(data, 5, settings, verbose=False)
   valid = [h["valid_accuracy"] for h in result["history"]]
   assert result["valid_accuracy"] == max(valid)
   assert result["best_epoch"] == 1 + valid.index(max(valid))
   assert result["test_accuracy"] > 0.9
   # Labels unrelated to the features: the probe must not find signal in the test split.
   shuffled = {s: (x, rng.permutation(y)) for s, (x, y) in data.items()}
-  chance = linear_probe.fit_probe(shuffled, 5, epochs=15, batch_size=64, learning_rate=1e-2,
-                                  verbose=False)
+  chance = linear_probe.fit_probe(shuffled, 5, settings, verbose=False)
   assert chance["test_accuracy"] < 0.45
+
+
+def test_seed_protocol_defaults_and_schedule():
+  """audax's SC probe: batch 512, 50 epochs, lr 1e-3 x 512 / 256, 5 warmup epochs, cosine."""
+  settings = linear_probe.ProbeSettings()
+  assert (settings.epochs, settings.batch_size, settings.weight_decay) == (50, 512, 0.0)
+  assert settings.peak_learning_rate() == pytest.approx(2e-3) and not settings.standardize
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(1024, 8)).astype(np.float32)  # 2 steps per epoch at batch 512
+  y = (x[:, 0] > 0).astype(np.int32)
+  data = {"train": (x, y), "valid": (x[:100], y[:100]), "test": (x[:100], y[:100])}
+  lrs = [h["learning_rate"] for h in linear_probe.fit_probe(data, 2, verbose=False)["history"]]
+  assert len(lrs) == 50
+  assert lrs[0] == pytest.approx(2e-3 * 1 / 10, rel=1e-3)  # epoch 1 ends at step 1 of 10 warmup
+  assert max(lrs) == pytest.approx(2e-3, rel=1e-2) and lrs[-1] < 1e-6  # ~0 at the end
+  assert all(a >= b for a, b in zip(lrs[5:], lrs[6:]))  # cosine: never rises after warmup
+  with pytest.raises(ValueError, match="--warmup_epochs"):
+    linear_probe.fit_probe(data, 2, linear_probe.ProbeSettings(epochs=4), verbose=False)
+
+
+def test_clips_are_centre_cropped_or_centre_padded():
+  long = np.arange(20, dtype=np.float32)
+  np.testing.assert_array_equal(linear_probe.fit_clip(long, 10).numpy(), long[5:15])
+  short = np.arange(1, 7, dtype=np.float32)
+  np.testing.assert_array_equal(linear_probe.fit_clip(short, 10).numpy(),
+                                [0, 0, 1, 2, 3, 4, 5, 6, 0, 0])
 
 
 def test_baseline_cli_writes_the_report_and_skips_a_bad_file(tree, tmp_path, capsys):
@@ -108,7 +134,9 @@ def test_baseline_cli_writes_the_report_and_skips_a_bad_file(tree, tmp_path, cap
   try:
     out = str(tmp_path / "report")
     assert linear_probe.main(["--baseline", "logmel_stats", "--data", tree, "--task", "keyword",
-                              "--epochs", "30", "--batch_size", "16", "--output", out]) == 0
+                              "--epochs", "30", "--batch_size", "16", "--standardize",
+                              "--learning_rate", "3e-3", "--reference_batch", "0",
+                              "--output", out]) == 0
   finally:
     os.remove(bad)
   logged = capsys.readouterr()
@@ -132,7 +160,7 @@ def test_speaker_task_from_the_cli(tree, tmp_path):
   out = str(tmp_path / "speaker")
   assert linear_probe.main(["--baseline", "logmel_stats", "--data", tree, "--task", "speaker",
                             "--min_speaker_clips", "4", "--epochs", "60", "--batch_size", "16",
-                            "--learning_rate", "1e-2",
+                            "--learning_rate", "1e-2", "--reference_batch", "0", "--standardize",
                             "--output", out]) == 0
   with open(os.path.join(out, "results.json")) as f:
     results = json.load(f)
@@ -165,10 +193,34 @@ def test_random_init_exports_are_seeded(random_exports):
   assert not np.allclose(emb["a"], emb["c"], atol=1e-3)
 
 
+def test_probe_embeddings_ignore_gain(tree, random_exports):
+  """The probe's input path (decode, centre fit, export) is gain invariant: a tree of the
+  same clips 20 dB quieter gives the same features, clip and scene embeddings alike."""
+  names, splits = linear_probe.keyword_task(tree, 35)
+  index = {n: i for i, n in enumerate(names)}
+  quiet_root = os.path.join(os.path.dirname(tree), "quiet")
+  quiet = linear_probe.Split([], list(splits["valid"].labels))
+  for path in splits["valid"].files:
+    audio, rate = sf.read(path, dtype="float32")
+    quiet.files.append(os.path.join(quiet_root, *path.split(os.sep)[-2:]))
+    os.makedirs(os.path.dirname(quiet.files[-1]), exist_ok=True)
+    sf.write(quiet.files[-1], 0.1 * audio, rate, subtype="FLOAT")
+  for embedding in ("clip", "scene"):
+    embedder = linear_probe.ExportEmbedder(random_exports["a"], embedding)
+    loud_x, loud_y = linear_probe.embed_split(embedder, splits["valid"], index, SR)
+    quiet_x, quiet_y = linear_probe.embed_split(embedder, quiet, index, SR)
+    np.testing.assert_array_equal(loud_y, quiet_y)
+    np.testing.assert_allclose(quiet_x, loud_x, rtol=1e-3, atol=1e-4)
+  baseline = linear_probe.LogMelStatsEmbedder()
+  np.testing.assert_allclose(linear_probe.embed_split(baseline, quiet, index, SR)[0],
+                             linear_probe.embed_split(baseline, splits["valid"], index, SR)[0],
+                             rtol=1e-3, atol=1e-3)
+
+
 def test_export_cli_with_crop_augmentation(tree, random_exports, tmp_path):
   out = str(tmp_path / "crop")
   assert linear_probe.main(["--export", random_exports["a"], "--data", tree, "--epochs", "4",
-                            "--augment", "crop", "--output", out]) == 0
+                            "--warmup_epochs", "1", "--augment", "crop", "--output", out]) == 0
   with open(os.path.join(out, "results.json")) as f:
     results = json.load(f)
   assert results["augment"] == "crop" and len(results["history"]) == 4
@@ -184,13 +236,16 @@ def test_clear_errors(tree, tmp_path, capsys):
   assert linear_probe.main(["--baseline", "logmel_stats", "--data", tree, "--augment",
                             "crop"]) == 2
   assert "needs an encoder export" in capsys.readouterr().err
+  assert linear_probe.main(["--baseline", "logmel_stats", "--data", tree, "--epochs", "3"]) == 2
+  assert "--warmup_epochs (5.0) must be in [0, --epochs (3))" in capsys.readouterr().err
 
 
 def test_espeak_tree_probes_end_to_end(tmp_path):
   """The generator's layout (espeak-ng speech when installed) through the whole protocol."""
   root = str(tmp_path / "sc")
   make_speech_commands_tree(root, num_words=3, num_speakers=10)
-  result = linear_probe.probe(linear_probe.LogMelStatsEmbedder(), "keyword", root, epochs=5,
+  result = linear_probe.probe(linear_probe.LogMelStatsEmbedder(), "keyword", root,
+                              settings=linear_probe.ProbeSettings(epochs=5, warmup_epochs=1),
                               output=str(tmp_path / "r"), verbose=False)
   counts = {}
   for split, name in (("valid", "validation_list.txt"), ("test", "testing_list.txt")):

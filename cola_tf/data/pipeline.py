@@ -1,4 +1,5 @@
-"""The COLA input pipeline: source -> decode -> two random crops -> log-mel -> SpecAugment.
+"""The COLA input pipeline: source -> decode -> two random crops -> waveform normalisation
+(+ noise on the positive) -> log-mel -> SpecAugment (on the positive).
 
 Everything random is stateless and seeded from `seed`, so the pipeline is reproducible up to
 the order in which parallel reads finish (`deterministic=True` removes that too). Files that
@@ -10,6 +11,7 @@ import tensorflow as tf
 from cola_tf import augment
 from cola_tf.data import audio
 
+POSITIVE_NOISE_STDDEV = 0.001  # audax's `contrastive_noise` default
 
 def _shard(input_context):
   if input_context is None:
@@ -35,10 +37,16 @@ def check_usable(source, sample_rate):
 @gin.configurable(denylist=["source", "input_context", "global_batch_size", "frontend", "seed",
                             "crop_seconds"])
 def pair_dataset(source, input_context, global_batch_size, frontend, seed=0,
-                 crop_seconds=0.96, spec_augment="positive", cache=False,
+                 crop_seconds=0.96, spec_augment="positive", positive_noise_stddev=POSITIVE_NOISE_STDDEV,
+                 short_clips="centre_two_crops", cache=False,
                  pair_shuffle_buffer=1024, deterministic=False, data_service_address=None,
                  data_service_job="cola_tf"):
   """Batches of {'anchor', 'positive'}: [per_replica_batch, frames, mels] float32, forever.
+
+  Each crop goes through `frontend` (waveform normalisation, log-mel); the positive's
+  normalised waveform gets N(0, positive_noise_stddev^2) noise first (the recipe's 0.001;
+  0 turns it off). `short_clips`: how clips shorter than needed are padded before cropping
+  (see `augment.random_crop_pair`).
 
   Sharded per input pipeline (one per host under multi-worker / TPU pods), so each host
   reads only its own files. `cache=True` keeps the decoded clips in memory, `cache='/path'`
@@ -52,6 +60,9 @@ def pair_dataset(source, input_context, global_batch_size, frontend, seed=0,
   manifests, or TFRecords written with `make_tfrecords --format wav`); other clips are
   dropped and named on the worker's stderr.
   """
+  if positive_noise_stddev < 0:
+    raise ValueError(f"pair_dataset.positive_noise_stddev must be >= 0, got "
+                     f"{positive_noise_stddev}")
   if spec_augment not in augment.SPEC_AUGMENT_MODES:
     raise ValueError(f"pair_dataset.spec_augment must be one of {augment.SPEC_AUGMENT_MODES}, "
                      f"got {spec_augment!r}")
@@ -77,16 +88,20 @@ def pair_dataset(source, input_context, global_batch_size, frontend, seed=0,
   ds = ds.enumerate()
 
   def crop(index, waveform):
-    return augment.random_crop_pair(waveform, crop_samples, tf.stack([stream, index]))
+    return augment.random_crop_pair(frontend.normalize_clip(waveform), crop_samples,
+                                    tf.stack([stream, index]), short_clips)
 
   ds = ds.map(crop, num_parallel_calls=autotune, deterministic=deterministic)
   if not cache and pair_shuffle_buffer > 1:
     ds = ds.shuffle(pair_shuffle_buffer, seed=stream + 1)
   ds = ds.batch(batch, drop_remainder=True).enumerate()
 
-  def features(index, pairs):
-    log_mel = frontend(pairs)  # [b, 2, frames, mels]
-    anchor, positive = augment.augment_pair(log_mel[:, 0], log_mel[:, 1],
+  def features(index, pairs):  # pairs: [b, 2, samples]
+    noise = None
+    if positive_noise_stddev > 0:
+      noise = positive_noise_stddev * tf.random.stateless_normal(
+          tf.shape(pairs[:, 1]), seed=tf.stack([stream + 3, index]))
+    anchor, positive = augment.augment_pair(frontend(pairs[:, 0]), frontend(pairs[:, 1], noise),
                                             tf.stack([stream + 2, index]), spec_augment)
     return {"anchor": anchor, "positive": positive}
 
