@@ -196,7 +196,7 @@ ENCODERS = ("small_cnn",) + tuple(_EFFICIENTNETS) + tuple(CONVNEXT_CONFIGS)
 
 
 @gin.configurable(denylist=["input_shape"])
-def build_encoder(name="small_cnn", input_shape=(96, 64), pooling="max", drop_path_rate=0.0,
+def build_encoder(name="small_cnn", input_shape=(97, 64), pooling="max", drop_path_rate=0.0,
                   **kwargs):
   """Builds the encoder called `name`: [batch, frames, mels] -> [batch, features]. The
   encoder takes any number of frames (input_shape[0] is the training crop's, for reference).

@@ -25,7 +25,7 @@ r"""Does COLA pretraining help? A small, reproducible experiment on generated sp
 5. With --ablations (about 2.5 minutes per variant more), on `cola recipe` (one seed each,
    gin bindings on top of its gin file): cosine similarity; per-window log-mel
    normalisation; no waveform normalisation; no positive noise; SpecAugment on both crops;
-   2 CPU replicas with global negatives.
+   SpecAugment masks filled with the mean; 2 CPU replicas with global negatives.
 
 Writes OUT/results.csv and OUT/results.md (mean, std and every seed), OUT/training_curves.png
 (loss and contrastive accuracy over steps) and OUT/probe_accuracy.png. Every stage is kept
@@ -68,6 +68,7 @@ ABLATIONS = {  # name -> gin bindings on top of the ablation arm's gin file
     "no waveform normalisation": ["LogMelFrontend.waveform_normalization = 'none'"],
     "no positive noise": ["pair_dataset.positive_noise_stddev = 0.0"],
     "SpecAugment on both crops": ["pair_dataset.spec_augment = 'both'"],
+    "SpecAugment fill: the mean, not 0": ["spec_augment.fill = 'mean'"],
     "2 replicas, global negatives": ["train.strategy = 'mirrored'", "train.cpu_replicas = 2",
                                      "train.negatives = 'global'"],
 }

@@ -15,7 +15,8 @@ speechcommandsv2/convnext_tiny_sc_ft.py`, as it ran for the published rows):
 * AdamW, weight decay 0, batch 512, 50 epochs, peak learning rate 1e-3 x batch / 256
   (audax scales every learning rate so; `--reference_batch 0` turns that off), linear
   warmup over 5 epochs then cosine decay to 0;
-* the epoch with the best validation accuracy is kept and reported on test.
+* the epoch with the best validation accuracy (the later one on a tie) is kept and reported
+  on test.
 `--augment crop` instead re-embeds a random 0.96 s window of every train clip each epoch
 (slower: the encoder runs every epoch); validation and test stay fixed.
 
@@ -350,7 +351,7 @@ def fit_probe(data, num_classes, settings=None, train_features_for_epoch=None, v
     valid_acc = float(np.mean(predict(data["valid"][0]) == data["valid"][1]))
     history.append({"epoch": epoch, "train_loss": loss, "valid_accuracy": valid_acc,
                     "learning_rate": float(schedule(epoch * num_batches - 1))})
-    if valid_acc > best[0]:
+    if valid_acc >= best[0]:  # ties: the later epoch, as audax's save_best_checkpoint
       best = (valid_acc, epoch, [v.numpy() for v in layer.weights])
     if verbose and (epoch % 10 == 0 or epoch == epochs):
       log(f"epoch {epoch}/{epochs}: train loss {loss:.4f}, valid accuracy "

@@ -236,7 +236,7 @@ def test_pair_dataset_from_tfrecords_gives_augmented_batches(tmp_path):
   ds = pipeline.pair_dataset(sources.TFRecordSource(os.path.join(out, "*.tfrecord")), None, 4,
                              fe, seed=1)
   batch = next(iter(ds))
-  assert batch["anchor"].shape == (4, 96, 64) and batch["positive"].shape == (4, 96, 64)
+  assert batch["anchor"].shape == (4, 97, 64) and batch["positive"].shape == (4, 97, 64)
   assert np.all(np.isfinite(batch["anchor"].numpy()))
 
 
@@ -313,7 +313,7 @@ def test_tf_data_service_runs_the_pipeline_without_python_in_the_graph(tmp_path)
       tf.data.experimental.service.WorkerConfig(dispatcher_address=dispatcher.target.split("://")[1]))
   ds = pipeline.pair_dataset(source, None, 4, fe, seed=0, data_service_address=dispatcher.target)
   batch = next(iter(ds))
-  assert batch["anchor"].shape == (4, 96, 64) and batch["positive"].shape == (4, 96, 64)
+  assert batch["anchor"].shape == (4, 97, 64) and batch["positive"].shape == (4, 97, 64)
 
 
 def test_disk_cache(tmp_path):
@@ -327,3 +327,34 @@ def test_disk_cache(tmp_path):
     next(it)
   assert any(name.startswith("clips") for name in os.listdir(tmp_path / "cache"))
   assert len(lengths) == 4
+
+
+def test_pair_pipeline_normalises_each_crop_and_adds_noise_to_the_positive_only(tmp_path):
+  """The recipe's data path: a clip and the same clip 20 dB quieter give the same anchors;
+  the positive differs from the anchor by the noise alone (one-crop clips, no SpecAugment)."""
+  crop = int(0.96 * SR)
+  for name, gain in (("loud", 1.0), ("quiet", 0.1)):
+    os.makedirs(tmp_path / name)
+    for i in range(4):
+      sf.write(str(tmp_path / name / f"c{i}.wav"), gain * _tone(300 + 100 * i, crop / SR), SR,
+               subtype="FLOAT")
+  fe = frontend_lib.LogMelFrontend()
+
+  def batch(name, noise):
+    ds = pipeline.pair_dataset(sources.FolderSource(str(tmp_path / name)), None, 4, fe, seed=2,
+                               spec_augment="none", positive_noise_stddev=noise,
+                               short_clips="end_one_crop", deterministic=True, cache=True)
+    b = next(iter(ds))
+    return b["anchor"].numpy(), b["positive"].numpy()
+
+  loud_a, loud_p = batch("loud", 0.0)
+  quiet_a, _ = batch("quiet", 0.0)
+  np.testing.assert_array_equal(loud_a, loud_p)
+  np.testing.assert_allclose(np.sort(quiet_a.reshape(4, -1), 0), np.sort(loud_a.reshape(4, -1), 0),
+                             atol=1e-3)
+  noisy_a, noisy_p = batch("loud", 0.001)
+  np.testing.assert_array_equal(noisy_a, loud_a)
+  assert np.abs(noisy_p - noisy_a).max() > 0.1  # quiet cells move: noise on the positive
+  with pytest.raises(ValueError, match="positive_noise_stddev"):
+    pipeline.pair_dataset(sources.FolderSource(str(tmp_path / "loud")), None, 4, fe,
+                          positive_noise_stddev=-1.0)

@@ -29,22 +29,28 @@ def test_toy_experiment_writes_results_and_resumes(tmp_path):
   with open(os.path.join(out, "results.csv")) as f:
     rows = list(csv.DictReader(f))
   groups = {(r["encoder"], r["task"]) for r in rows}
-  for group in ("log-mel mean/std", "random init", "cola-unlabeled", "cola-unlabeled+train"):
+  for group in ("log-mel mean/std", "random init (cola recipe)", "cola recipe",
+                "random init (cola cosine+per-window)", "cola cosine+per-window"):
     assert {(group, "keyword"), (group, "speaker")} <= groups
-  seeds = [r for r in rows if r["encoder"] == "random init" and r["task"] == "keyword"]
+  seeds = [r for r in rows if r["encoder"] == "random init (cola recipe)"
+           and r["task"] == "keyword"]
   assert sorted(int(r["seed"]) for r in seeds) == [0, 1]
   assert all(0.0 <= float(r["test_top1"]) <= 1.0 for r in rows)
   with open(os.path.join(out, "results.md")) as f:
     table = f.read()
-  assert "| cola-unlabeled+train |" in table and "keyword (4 words)" in table
-  for variant in ("bilinear similarity (the recipe's)", "SpecAugment on both crops",
-                  "no SpecAugment", "no log-mel normalisation", "2 replicas, replica negatives",
-                  "2 replicas, global negatives"):
+  assert "| cola recipe |" in table and "keyword (4 words)" in table
+  for variant in ("cosine similarity (T = 0.1)", "per-window log-mel normalisation",
+                  "no waveform normalisation", "no positive noise", "SpecAugment on both crops",
+                  "SpecAugment fill: the mean, not 0", "2 replicas, global negatives"):
     assert f"| {variant} |" in table, variant
   run = os.path.join(out, "runs", "ablation_2_replicas_global_negatives")
   with open(os.path.join(run, "operative_config.gin")) as f:
     config = f.read()
   assert "train.cpu_replicas = 2" in config and "train.negatives = 'global'" in config
+  with open(os.path.join(out, "runs", "cola_cosine_per-window_seed0", "operative_config.gin")) as f:
+    config = f.read()
+  assert "ColaModel.similarity = 'cosine'" in config
+  assert "LogMelFrontend.normalization = 'per_example'" in config
   # Every stage is on disk: a rerun trains nothing and reports the same numbers.
   again = subprocess.run(cmd, cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
                          timeout=900)

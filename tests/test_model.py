@@ -33,6 +33,17 @@ def test_head_embeddings_are_tanh_bounded_float32():
   assert np.all(np.abs(z.numpy()) < 1.0)
 
 
+def test_recipe_head_has_no_projection_bias_and_a_small_bilinear_init():
+  m = model_lib.ColaModel(encoder=_tiny_encoder()).build_for((96, 64))
+  assert m.projection.bias is None  # audax: Dense(512, use_bias=False)
+  w = m.bilinear.kernel.numpy()
+  assert w.shape == (512, 512) and abs(w.std() - 0.01) < 0.001  # audax: N(0, 0.01^2)
+  wide = model_lib.ColaModel(encoder=_tiny_encoder(), projection_bias=True,
+                             bilinear_init_stddev=None).build_for((96, 64))
+  assert wide.projection.bias is not None
+  assert abs(wide.bilinear.kernel.numpy().std() - 0.01) > 0.02  # Glorot: ~0.044 for 512x512
+
+
 def test_cosine_temperature_really_scales_the_logits():
   enc = _tiny_encoder()
   warm = model_lib.ColaModel(encoder=enc, similarity="cosine", temperature=0.5).build_for((96, 64))

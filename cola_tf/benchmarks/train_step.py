@@ -1,7 +1,7 @@
 r"""COLA train-step and encoder throughput for one encoder / precision / XLA setting.
 
   python -m cola_tf.benchmarks.train_step --encoder efficientnet_b0 [--batch 32]
-      [--precision float32|mixed_bfloat16] [--jit] [--frames 96] [--threads N]
+      [--precision float32|mixed_bfloat16] [--jit] [--frames 97] [--threads N]
 
 Times the real train step (encoder on anchors and positives, projection head, bilinear
 similarity, InfoNCE, AdamW update) on random log-mel input already in memory, so the input
@@ -27,7 +27,7 @@ def forward_flops(encoder, input_shape):
   return tf.compat.v1.profiler.profile(graph=frozen.graph, options=options).total_float_ops
 
 
-def run(encoder_name, batch=32, precision="float32", jit=False, frames=96, steps=5, repeats=3,
+def run(encoder_name, batch=32, precision="float32", jit=False, frames=97, steps=5, repeats=3,
         depthwise_impl=None):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   import tf_keras  # pylint: disable=import-outside-toplevel
@@ -150,7 +150,7 @@ def main(argv=None):
   p.add_argument("--batch", type=int, default=32)
   p.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"])
   p.add_argument("--jit", action="store_true")
-  p.add_argument("--frames", type=int, default=96)
+  p.add_argument("--frames", type=int, default=97)
   p.add_argument("--steps", type=int, default=5)
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--depthwise_impl", default=None, choices=["depthwise", "grouped"])
