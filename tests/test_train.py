@@ -137,8 +137,8 @@ def test_mirrored_two_devices_global_negatives_loss_goes_down(tmp_path):
   # A fresh process: collectives of other tests' strategies must not share its instance keys.
   out = str(tmp_path / "result")
   params = FAST + ["train.strategy = 'mirrored'", "train.devices = ['/cpu:0', '/cpu:1']",
-                   "train.negatives = 'global'", "train.total_steps = 40",
-                   "train.global_batch_size = 32"]
+                   "train.negatives = 'global'", "train.total_steps = 80",
+                   "train.steps_per_loop = 10", "train.global_batch_size = 32"]
   proc = subprocess.run([sys.executable, os.path.join(REPO, "tests", "train_worker.py"),
                          str(tmp_path / "mirrored"), out, "2", TINY, *params], cwd=REPO,
                         env=subprocess_env(), capture_output=True, text=True, timeout=600)
@@ -148,8 +148,9 @@ def test_mirrored_two_devices_global_negatives_loss_goes_down(tmp_path):
     result = json.load(f)
   losses = [h[1] for h in result["history"]]
   assert len(losses) == 8 and all(np.isfinite(losses))
-  assert np.mean(losses[-2:]) < 0.7 * losses[0], losses
-  assert result["accuracy"] > 2 / 32
+  # Chance is ln(32) = 3.47 with 31 negatives; the recipe's small bilinear init starts there.
+  assert np.mean(losses[-2:]) < 0.85 * np.log(32) and losses[-1] < losses[0], losses
+  assert result["accuracy"] > 3 / 32
 
 
 def test_cli_splits_the_cpu_into_replicas(tmp_path):
