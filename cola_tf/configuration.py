@@ -18,6 +18,9 @@ class _QuietGinResourceProbe(logging.Filter):
 
 
 logging.getLogger().addFilter(_QuietGinResourceProbe())
+# gin reads config files with `open` only; this lets it read (and include) them from any
+# tf.io.gfile filesystem: gs:// model_dirs keep their operative config there.
+gin.config.register_file_reader(tf.io.gfile.GFile, tf.io.gfile.exists)
 
 
 def parse_gin(gin_files=(), gin_params=(), model_dir=None):
@@ -32,7 +35,8 @@ def parse_gin(gin_files=(), gin_params=(), model_dir=None):
   for path in configs:
     if not tf.io.gfile.exists(path):
       raise FileNotFoundError(f"gin config file not found: {path}")
-    gin.add_config_file_search_path(os.path.dirname(os.path.abspath(path)))
+    folder = os.path.dirname(path if "://" in path else os.path.abspath(path))
+    gin.add_config_file_search_path(folder)
   gin.parse_config_files_and_bindings(configs, gin_params, skip_unknown=False)
   return configs
 

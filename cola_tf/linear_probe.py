@@ -145,7 +145,7 @@ def speaker_task(root, min_clips=10):
 
 
 def load_task(task, root, classes=35, min_speaker_clips=10):
-  if not os.path.isdir(root):
+  if not tf.io.gfile.isdir(root):
     raise ValueError(f"--data {root!r} is not a directory")
   if task == "keyword":
     return keyword_task(root, classes)
@@ -203,9 +203,9 @@ class ExportEmbedder:
     if embedding not in EMBEDDINGS:
       raise ValueError(f"--embedding must be one of {EMBEDDINGS}, got {embedding!r}")
     meta = os.path.join(path, "cola_metadata.json")
-    if not os.path.isfile(meta):
+    if not tf.io.gfile.exists(meta):
       raise ValueError(f"--export {path!r} is not a cola_tf export (no cola_metadata.json)")
-    with open(meta) as f:
+    with tf.io.gfile.GFile(meta) as f:
       self.metadata = json.load(f)
     self.module = tf.saved_model.load(path)
     if not hasattr(self.module, f"{embedding}_embeddings"):
@@ -370,8 +370,9 @@ def confusion_matrix(labels, predictions, num_classes):
 
 
 def write_report(output, class_names, result, description):
-  """results.json, per_class.csv, confusion.csv and confusion.png in `output` (atomic each)."""
-  os.makedirs(output, exist_ok=True)
+  """results.json, per_class.csv, confusion.csv and confusion.png in `output` (atomic each;
+  any tf.io.gfile filesystem, e.g. gs://)."""
+  tf.io.gfile.makedirs(output)
   matrix = confusion_matrix(result["test_labels"], result["test_predictions"], len(class_names))
   totals = matrix.sum(axis=1)
   per_class = {name: (float(matrix[i, i] / totals[i]) if totals[i] else None)
@@ -380,13 +381,13 @@ def write_report(output, class_names, result, description):
   def atomic(name, write):
     path = os.path.join(output, name)
     tmp = f"{path}.tmp-{os.getpid()}"
-    write(tmp)
-    os.replace(tmp, path)
+    with tf.io.gfile.GFile(tmp, "wb") as f:
+      write(f)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
 
   def text(content):
-    def write(path):
-      with open(path, "w") as f:
-        f.write(content)
+    def write(f):
+      f.write(content.encode())
     return write
 
   summary = {k: v for k, v in result.items() if k not in ("test_predictions", "test_labels")}
@@ -398,7 +399,7 @@ def write_report(output, class_names, result, description):
   atomic("confusion.csv", text("true\\predicted," + ",".join(class_names) + "\n" + "".join(
       f"{n}," + ",".join(str(v) for v in matrix[i]) + "\n" for i, n in enumerate(class_names))))
 
-  def plot(path):
+  def plot(f):
     import matplotlib  # pylint: disable=import-outside-toplevel
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
@@ -414,7 +415,7 @@ def write_report(output, class_names, result, description):
     ax.set_title(f"{description['task']}: test top-1 {result['test_accuracy']:.3f}")
     fig.colorbar(image, ax=ax, fraction=0.046, label="fraction of the true class")
     fig.tight_layout()
-    fig.savefig(path, format="png", dpi=100)
+    fig.savefig(f, format="png", dpi=100)
     plt.close(fig)
 
   atomic("confusion.png", plot)
@@ -450,7 +451,8 @@ def probe(embedder, task, data_root, classes=35, settings=None, augment="none",
                          crop_seed=settings.seed * 100003 + epoch)
   result = fit_probe(features, len(class_names), settings, fresh, verbose)
   description = {"task": task if task == "speaker" else f"keyword ({len(class_names)} classes)",
-                 "embedder": embedder.name, "data": os.path.abspath(data_root),
+                 "embedder": embedder.name,
+                 "data": data_root if "://" in data_root else os.path.abspath(data_root),
                  "clips": {s: int(len(features[s][1])) for s in SPLITS},
                  **dataclasses.asdict(settings),
                  "peak_learning_rate": settings.peak_learning_rate(),

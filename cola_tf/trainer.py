@@ -7,6 +7,7 @@ metrics, TensorBoard summaries, a progress line and (every `checkpoint_every` st
 checkpoint. The operative gin config is written to model_dir and parsed first when a run
 resumes there, so `python -m cola_tf.train --model_dir DIR` continues a run as configured.
 """
+import contextlib
 import os
 import time
 
@@ -23,6 +24,8 @@ from cola_tf import encoders
 from cola_tf import frontend as frontend_lib
 from cola_tf import model as model_lib
 from cola_tf import optimization
+from cola_tf import preemption
+from cola_tf import workdir_lock
 from cola_tf.data import audio as audio_lib
 from cola_tf.data import pipeline
 from cola_tf.data import sources  # noqa: F401  pylint: disable=unused-import
@@ -51,8 +54,21 @@ def atomic_write(path, text):
   tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
+def aggregated_gradients(gradients, clip_norm):
+  """Sums per-replica gradients over all replicas, then clips by the global norm: the
+  clipping sees the whole batch's gradient (Model Garden's AdamW clips each replica's part
+  before its own all-reduce)."""
+  ctx = tf.distribute.get_replica_context()
+  if ctx is not None and ctx.num_replicas_in_sync > 1:
+    gradients = ctx.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+  if clip_norm > 0:
+    gradients, _ = tf.clip_by_global_norm(gradients, clip_norm)
+  return gradients
+
+
 def _make_step_fn(model, optimizer, metrics, negatives, global_batch_size):
   loss_metric, accuracy_metric = metrics
+  clip_norm = float(getattr(optimizer, "gradient_clip_norm", 0.0))
 
   def step_fn(batch):
     anchors, positives = batch["anchor"], batch["positive"]
@@ -64,11 +80,34 @@ def _make_step_fn(model, optimizer, metrics, negatives, global_batch_size):
       per_example = model_lib.contrastive_loss(logits, labels)
       loss = tf.reduce_sum(per_example) / global_batch_size
     variables = model.trainable_variables
-    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    gradients = aggregated_gradients(tape.gradient(loss, variables), clip_norm)
+    optimizer.apply_gradients(zip(gradients, variables),
+                              experimental_aggregate_gradients=False)
     loss_metric.update_state(per_example)
     accuracy_metric.update_state(model_lib.contrastive_accuracy(logits, labels))
 
   return step_fn
+
+
+def _report(writer, step, total_steps, loss, accuracy, lr, rate, eta):
+  """TensorBoard scalars and the progress line of one loop."""
+  with writer.as_default(step=step):
+    tf.summary.scalar("loss", loss)
+    tf.summary.scalar("contrastive_accuracy", accuracy)
+    tf.summary.scalar("learning_rate", lr)
+    tf.summary.scalar("clips_per_second", rate)
+  log(f"step {step}/{total_steps} ({100 * step / total_steps:.0f}%) | loss {loss:.4f} | "
+      f"acc {accuracy:.3f} | lr {lr:.2e} | {rate:.1f} clips/s | ETA {_format_seconds(eta)}")
+
+
+def _remove_partial_checkpoints(directory):
+  """Removes `ckpt-N_temp*` left by a save that a kill interrupted."""
+  for path in tf.io.gfile.glob(os.path.join(directory, "ckpt-*_temp*")):
+    log(f"removing a partial checkpoint left by an interrupted save: {path}")
+    if tf.io.gfile.isdir(path):
+      tf.io.gfile.rmtree(path)
+    else:
+      tf.io.gfile.remove(path)
 
 
 @gin.configurable(denylist=["model_dir"])
@@ -110,6 +149,10 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
   if global_batch_size % replicas:
     raise ValueError(f"train.global_batch_size={global_batch_size} is not divisible by the "
                      f"{replicas} replicas")
+  if jit_compile and replicas > 1:
+    raise ValueError(f"train.jit_compile = True with {replicas} replicas is not supported: the "
+                     "compiled step's apply_gradients would touch every replica's variables; "
+                     "leave it off (TPUs compile the step regardless)")
   chief = distribute.is_chief(strategy)
   out_dir = distribute.write_dir(model_dir, strategy)
   tf.io.gfile.makedirs(out_dir)
@@ -117,6 +160,10 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
   frontend = frontend_lib.LogMelFrontend()
   audio_lib.BAD_FILES.reset()
   pipeline.check_usable(source, frontend.sample_rate)
+  if global_batch_size > len(source):
+    raise ValueError(f"train.global_batch_size={global_batch_size} is larger than the corpus "
+                     f"({len(source)} clips): batches would hold a clip twice, and its crops "
+                     "would be each other's negatives; use a smaller batch or more clips")
   steps_per_epoch = steps_per_epoch or max(1, len(source) // global_batch_size)
   if total_steps is None:
     if epochs is None:
@@ -135,80 +182,90 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
     optimizer._create_all_weights(model.trainable_variables)  # pylint: disable=protected-access
     metrics = (tf_keras.metrics.Mean("loss"), tf_keras.metrics.Mean("contrastive_accuracy"))
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
-  manager = tf.train.CheckpointManager(checkpoint, out_dir, max_to_keep=keep_checkpoints,
-                                       step_counter=step_counter)
-  restored = manager.restore_or_initialize()
-  start_step = int(step_counter.numpy())
+  with contextlib.ExitStack() as guards:
+    if chief:  # one trainer per model_dir; partial saves of a killed run are removed
+      guards.enter_context(workdir_lock.ModelDirLock(model_dir, log))
+      _remove_partial_checkpoints(out_dir)
+    stop = guards.enter_context(preemption.StopOnSignal(log))
+    manager = tf.train.CheckpointManager(checkpoint, out_dir, max_to_keep=keep_checkpoints,
+                                         step_counter=step_counter)
+    # Every worker restores the chief's latest checkpoint: the other workers' own folders
+    # are scratch space, deleted at the end of each run.
+    restored = tf.train.latest_checkpoint(model_dir)
+    if restored:
+      checkpoint.restore(restored).assert_existing_objects_matched()
+    start_step = int(step_counter.numpy())
 
-  dataset = strategy.distribute_datasets_from_function(
-      lambda ctx: pipeline.pair_dataset(source, ctx, global_batch_size, frontend,
-                                        seed=seed + start_step, crop_seconds=crop_seconds))
-  iterator = iter(dataset)
-  step_fn = _make_step_fn(model, optimizer, metrics, negatives, global_batch_size)
-  if jit_compile:
-    step_fn = tf.function(step_fn, jit_compile=True)
+    dataset = strategy.distribute_datasets_from_function(
+        lambda ctx: pipeline.pair_dataset(source, ctx, global_batch_size, frontend,
+                                          seed=seed + start_step, crop_seconds=crop_seconds))
+    iterator = iter(dataset)
+    step_fn = _make_step_fn(model, optimizer, metrics, negatives, global_batch_size)
+    if jit_compile:
+      step_fn = tf.function(step_fn, jit_compile=True)
 
-  @tf.function
-  def train_steps(iterator, num_steps):
-    for _ in tf.range(num_steps):
-      strategy.run(step_fn, args=(next(iterator),))
+    @tf.function
+    def train_steps(iterator, num_steps):
+      for _ in tf.range(num_steps):
+        strategy.run(step_fn, args=(next(iterator),))
 
-  if chief:
-    atomic_write(os.path.join(model_dir, configuration.OPERATIVE_CONFIG),
-                 gin.operative_config_str())
-  negatives_per_anchor = (global_batch_size if negatives == "global"
-                          else global_batch_size // replicas) - 1
-  log(f"strategy {strategy_name}: {replicas} replica(s), global batch {global_batch_size} "
-      f"({global_batch_size // replicas} per replica), {negatives_per_anchor} negatives/anchor")
-  log(f"data: {source.describe() if hasattr(source, 'describe') else source}; "
-      f"{steps_per_epoch} steps/epoch; input {input_shape[0]}x{input_shape[1]} log-mel")
-  log(f"model: {model.encoder.name} ({model.count_params():,} parameters), "
-      f"{model.similarity} similarity, precision {precision or 'float32'}")
-  log(f"resumed from {restored} at step {start_step}" if restored
-      else f"starting from scratch in {model_dir}")
-  if start_step >= total_steps:
-    log(f"nothing to do: step {start_step} >= total_steps {total_steps}")
+    if chief:
+      atomic_write(os.path.join(model_dir, configuration.OPERATIVE_CONFIG),
+                   gin.operative_config_str())
+    negatives_per_anchor = (global_batch_size if negatives == "global"
+                            else global_batch_size // replicas) - 1
+    log(f"strategy {strategy_name}: {replicas} replica(s), global batch {global_batch_size} "
+        f"({global_batch_size // replicas} per replica), {negatives_per_anchor} negatives/anchor")
+    log(f"data: {source.describe() if hasattr(source, 'describe') else source}; "
+        f"{steps_per_epoch} steps/epoch; input {input_shape[0]}x{input_shape[1]} log-mel")
+    log(f"model: {model.encoder.name} ({model.count_params():,} parameters), "
+        f"{model.similarity} similarity, precision {precision or 'float32'}")
+    log(f"resumed from {restored} at step {start_step}" if restored
+        else f"starting from scratch in {model_dir}")
+    result = {"step": start_step, "start_step": start_step, "chief": chief, "loss": None,
+              "accuracy": None, "history": [], "model": model, "optimizer": optimizer,
+              "checkpoint": manager.latest_checkpoint}
+    if start_step >= total_steps:
+      log(f"already at step {start_step} (train.total_steps = {total_steps}): nothing to "
+          "train; raise train.total_steps or train.epochs to continue this run")
+      return result
 
-  writer = (tf.summary.create_file_writer(os.path.join(model_dir, "train")) if chief
-            else tf.summary.create_noop_writer())
-  step, loss, accuracy = start_step, float("nan"), float("nan")
-  history = []
-  recent_rate = None  # smoothed clips/s for the ETA
-  while step < total_steps:
-    to_checkpoint = checkpoint_every - step % checkpoint_every
-    num_steps = min(steps_per_loop, total_steps - step, to_checkpoint)
-    started = time.time()
-    train_steps(iterator, tf.constant(num_steps))
-    new_step = int(step_counter.numpy())
-    elapsed = time.time() - started
-    loss, accuracy = (float(m.result().numpy()) for m in metrics)
-    for m in metrics:
-      m.reset_state()
-    if not np.isfinite(loss):
-      raise NonFiniteLossError(
-          f"loss became {loss} between steps {step} and {new_step}; stopping. The last good "
-          f"checkpoint ({manager.latest_checkpoint or 'none'}) is kept in {out_dir}")
-    step = new_step
-    history.append((step, loss, accuracy))
-    rate = num_steps * global_batch_size / elapsed
-    recent_rate = rate if recent_rate is None else 0.7 * recent_rate + 0.3 * rate
-    lr = float(schedule(step))
-    with writer.as_default(step=step):
-      tf.summary.scalar("loss", loss)
-      tf.summary.scalar("contrastive_accuracy", accuracy)
-      tf.summary.scalar("learning_rate", lr)
-      tf.summary.scalar("clips_per_second", rate)
-    eta = (total_steps - step) * global_batch_size / recent_rate
-    log(f"step {step}/{total_steps} ({100 * step / total_steps:.0f}%) | loss {loss:.4f} | "
-        f"acc {accuracy:.3f} | lr {lr:.2e} | {rate:.1f} clips/s | ETA {_format_seconds(eta)}")
-    if step % checkpoint_every == 0 or step == total_steps:
-      manager.save(checkpoint_number=step)
-  writer.flush()
-  if not chief and tf.io.gfile.exists(out_dir):
-    tf.io.gfile.rmtree(out_dir)
-  log(f"data: {audio_lib.BAD_FILES.summary()}")
-  log(f"done at step {step}: loss {loss:.4f}, contrastive accuracy {accuracy:.3f} "
-      f"(chance {1 / (negatives_per_anchor + 1):.3f}); checkpoints in {model_dir}")
-  return {"step": step, "start_step": start_step, "chief": chief, "loss": loss,
-          "accuracy": accuracy, "history": history, "model": model, "optimizer": optimizer,
-          "checkpoint": manager.latest_checkpoint}
+    writer = (tf.summary.create_file_writer(os.path.join(model_dir, "train")) if chief
+              else tf.summary.create_noop_writer())
+    step, loss, accuracy = start_step, float("nan"), float("nan")
+    history = []
+    recent_rate = None  # smoothed clips/s for the ETA
+    while step < total_steps:
+      to_checkpoint = checkpoint_every - step % checkpoint_every
+      num_steps = min(steps_per_loop, total_steps - step, to_checkpoint)
+      started = time.time()
+      train_steps(iterator, tf.constant(num_steps))
+      new_step = int(step_counter.numpy())
+      elapsed = time.time() - started
+      loss, accuracy = (float(m.result().numpy()) for m in metrics)
+      for m in metrics:
+        m.reset_state()
+      if not np.isfinite(loss):
+        raise NonFiniteLossError(
+            f"loss became {loss} between steps {step} and {new_step}; stopping. The last good "
+            f"checkpoint ({manager.latest_checkpoint or 'none'}) is kept in {out_dir}")
+      step = new_step
+      history.append((step, loss, accuracy))
+      rate = num_steps * global_batch_size / elapsed
+      recent_rate = rate if recent_rate is None else 0.7 * recent_rate + 0.3 * rate
+      _report(writer, step, total_steps, loss, accuracy, float(schedule(step)), rate,
+              (total_steps - step) * global_batch_size / recent_rate)
+      if step % checkpoint_every == 0 or step == total_steps or stop.received:
+        manager.save(checkpoint_number=step)
+      if stop.received:
+        writer.flush()
+        raise preemption.StopRequested(stop.received, step, manager.latest_checkpoint)
+    writer.flush()
+    if not chief and tf.io.gfile.exists(out_dir):
+      tf.io.gfile.rmtree(out_dir)
+    log(f"data: {audio_lib.BAD_FILES.summary()}")
+    log(f"done at step {step}: loss {loss:.4f}, contrastive accuracy {accuracy:.3f} "
+        f"(chance {1 / (negatives_per_anchor + 1):.3f}); checkpoints in {model_dir}")
+    result.update(step=step, loss=loss, accuracy=accuracy, history=history,
+                  checkpoint=manager.latest_checkpoint)
+    return result

@@ -1,4 +1,5 @@
-"""Two MultiWorkerMirroredStrategy processes on 127.0.0.1 end with identical weights."""
+"""Two MultiWorkerMirroredStrategy processes on 127.0.0.1 end with identical weights, and
+resume together from the chief's checkpoint."""
 import json
 import os
 import socket
@@ -21,14 +22,11 @@ def _free_ports(n):
   return ports
 
 
-def test_two_workers_train_in_lockstep(tmp_path):
-  synthetic.SyntheticSource(num_clips=64)  # generate once, before both workers start
-  cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+def _run_workers(tmp_path, cluster, model_dir, total_steps):
   params = ["train.strategy = 'multi_worker_mirrored'", "SyntheticSource.num_clips = 64",
-            "train.global_batch_size = 16", "train.total_steps = 6", "train.steps_per_loop = 3",
-            "train.checkpoint_every = 3", "build_adamw.warmup_steps = 2",
-            "train.negatives = 'global'"]
-  model_dir = str(tmp_path / "mwms")
+            "train.global_batch_size = 16", f"train.total_steps = {total_steps}",
+            "train.steps_per_loop = 3", "train.checkpoint_every = 3",
+            "build_adamw.warmup_steps = 2", "train.negatives = 'global'"]
   procs = []
   for index in range(2):
     env = subprocess_env()
@@ -46,12 +44,26 @@ def test_two_workers_train_in_lockstep(tmp_path):
         p.kill()
   for p, out in zip(procs, outputs):
     assert p.returncode == 0, out[-4000:]
+  return outputs
+
+
+def test_two_workers_train_in_lockstep_and_resume_from_the_chief(tmp_path):
+  synthetic.SyntheticSource(num_clips=64)  # generate once, before both workers start
+  cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+  model_dir = str(tmp_path / "mwms")
+  outputs = _run_workers(tmp_path, cluster, model_dir, 3)
   assert "2 replica(s), global batch 16 (8 per replica), 15 negatives/anchor" in outputs[0]
-  assert "done at step 6" in outputs[0] and "done at step 6" in outputs[1]
+  assert "done at step 3" in outputs[0] and "done at step 3" in outputs[1]
+  # The chief checkpointed into model_dir; the other worker's scratch dir is gone.
+  assert os.path.exists(os.path.join(model_dir, "ckpt-3.index"))
+  assert not os.path.exists(os.path.join(model_dir, ".workers", "worker_1"))
+  # A larger budget: both workers restore the chief's ckpt-3 (the other worker's own folder
+  # was deleted) and continue in lockstep.
+  outputs = _run_workers(tmp_path, cluster, model_dir, 6)
+  for out in outputs:
+    assert "ckpt-3 at step 3" in out and "done at step 6" in out, out[-3000:]
   w0, w1 = (np.load(tmp_path / f"weights{i}.npz") for i in range(2))
   assert sorted(w0.files) == sorted(w1.files) and len(w0.files) > 10
   for name in w0.files:
     np.testing.assert_array_equal(w0[name], w1[name], err_msg=name)
-  # The chief checkpointed into model_dir; the other worker's scratch dir is gone.
   assert os.path.exists(os.path.join(model_dir, "ckpt-6.index"))
-  assert not os.path.exists(os.path.join(model_dir, ".workers", "worker_1"))

@@ -98,16 +98,25 @@ def _format_of(path):
   return tf.where(tf.strings.regex_full_match(path, r".*\.[^/]*"), ext, tf.constant(""))
 
 
+def _is_absolute(path):
+  """A local absolute path or any URL-style path (gs://, ram://, s3://...)."""
+  return "://" in path or os.path.isabs(path)
+
+
+def _absolute(path):
+  return path if "://" in path else os.path.abspath(path)
+
+
 @gin.configurable
 class FolderSource(FileListSource):
   """Every file under `root` (recursively) whose extension is in `extensions`."""
 
   def __init__(self, root, extensions=AUDIO_EXTENSIONS):
-    if not root or not os.path.isdir(root):
+    if not root or not tf.io.gfile.isdir(root):
       raise ValueError(f"FolderSource.root: {root!r} is not a directory")
     exts = tuple(e.lower().lstrip(".") for e in extensions)
     found = []
-    for dirpath, _, names in os.walk(root, followlinks=True):
+    for dirpath, _, names in tf.io.gfile.walk(root):  # any tf.io.gfile filesystem (gs://)
       for name in names:
         if not name.startswith(".") and name.rsplit(".", 1)[-1].lower() in exts:
           found.append(os.path.join(dirpath, name))
@@ -126,11 +135,11 @@ class ManifestSource(FileListSource):
   """
 
   def __init__(self, manifest, check_files=True):
-    if not os.path.isfile(manifest):
+    if not tf.io.gfile.exists(manifest) or tf.io.gfile.isdir(manifest):
       raise ValueError(f"ManifestSource.manifest: {manifest!r} is not a file")
-    base = os.path.dirname(os.path.abspath(manifest))
+    base = os.path.dirname(_absolute(manifest))
     files, labels = [], []
-    with open(manifest, newline="") as f:
+    with tf.io.gfile.GFile(manifest) as f:
       reader = csv.DictReader(f)
       if not reader.fieldnames or "files" not in reader.fieldnames:
         raise ValueError(f"{manifest}: line 1: expected a header with a 'files' column, got "
@@ -139,8 +148,8 @@ class ManifestSource(FileListSource):
         path = (row.get("files") or "").strip()
         if not path:
           raise ValueError(f"{manifest}: line {line}: empty 'files' value")
-        path = path if os.path.isabs(path) else os.path.join(base, path)
-        if check_files and not os.path.isfile(path):
+        path = path if _is_absolute(path) else os.path.join(base, path)
+        if check_files and not tf.io.gfile.exists(path):
           raise ValueError(f"{manifest}: line {line}: file not found: {path}")
         duration = (row.get("duration") or "").strip()
         if duration:
@@ -172,17 +181,17 @@ class SpeechCommandsSource(FileListSource):
     lists = {}
     for name, list_file in (("validation", "validation_list.txt"), ("test", "testing_list.txt")):
       path = os.path.join(root, list_file)
-      if not os.path.isfile(path):
+      if not tf.io.gfile.exists(path):
         raise ValueError(f"SpeechCommandsSource: {path} not found (is {root!r} a Speech "
                          "Commands v0.02 root?)")
-      with open(path) as f:
+      with tf.io.gfile.GFile(path) as f:
         lists[name] = {line.strip() for line in f if line.strip()}
     files, labels = [], []
-    for word in sorted(os.listdir(root)):
+    for word in sorted(w.rstrip("/") for w in tf.io.gfile.listdir(root)):
       word_dir = os.path.join(root, word)
-      if word.startswith("_") or not os.path.isdir(word_dir):
+      if word.startswith("_") or not tf.io.gfile.isdir(word_dir):
         continue
-      for name in sorted(os.listdir(word_dir)):
+      for name in sorted(tf.io.gfile.listdir(word_dir)):
         if not name.endswith(".wav"):
           continue
         rel = f"{word}/{name}"

@@ -1,0 +1,164 @@
+"""Runs that survive clusters: SIGTERM/SIGINT save and resume, one trainer per model_dir,
+fatal errors end the process at once with one line, finished runs say so, clipping after the
+all-reduce, and configuration errors that name the setting."""
+import glob
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cola_tf import configuration
+from cola_tf import trainer as train_lib
+from cola_tf.data import make_tfrecords
+from cola_tf.data import synthetic
+from conftest import REPO, subprocess_env
+
+TINY = os.path.join(REPO, "gin", "tiny.gin")
+FAST = ["SyntheticSource.num_clips = 64", "train.global_batch_size = 16",
+        "train.steps_per_loop = 2", "train.checkpoint_every = 50",
+        "build_adamw.warmup_steps = 5"]
+
+
+def _cli(model_dir, *params, gin_file=TINY):
+  args = [sys.executable, "-m", "cola_tf.train", "--gin_file", gin_file, "--model_dir",
+          model_dir, "--noexport"]
+  for p in params:
+    args += ["--gin_param", p]
+  return args
+
+
+def _wait_for(proc, pattern, timeout=300):
+  """Reads proc's stdout until a line matches; returns everything read."""
+  seen, deadline = [], time.time() + timeout
+  while time.time() < deadline:
+    line = proc.stdout.readline()
+    if not line:
+      break
+    seen.append(line)
+    if re.search(pattern, line):
+      return "".join(seen)
+  raise AssertionError(f"never saw {pattern!r}:\n" + "".join(seen)[-3000:])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_saves_the_step_reached_and_the_rerun_resumes_there(tmp_path, signum):
+  """Also: a second trainer on the busy model_dir is refused, and nothing is lost."""
+  model_dir = str(tmp_path / "run")
+  params = FAST + ["train.total_steps = 400"]
+  first = subprocess.Popen(_cli(model_dir, *params), cwd=REPO, env=subprocess_env(),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  try:
+    _wait_for(first, r"step 6/400")
+    second = subprocess.run(_cli(model_dir, *params), cwd=REPO, env=subprocess_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-2000:]
+    assert f"model_dir {model_dir} is in use by another trainer (pid {first.pid}" \
+        in second.stdout
+    assert "Traceback" not in second.stdout + second.stderr
+    first.send_signal(signum)
+    rest = first.communicate(timeout=300)[0]
+  finally:
+    if first.poll() is None:
+      first.kill()
+  assert first.returncode == 128 + signum, rest[-3000:]
+  name = signal.Signals(signum).name
+  stopped = re.search(rf"stopped on {name} at step (\d+); checkpoint (\S+) saved", rest)
+  assert stopped, rest[-3000:]
+  step = int(stopped.group(1))
+  assert 6 < step < 50 and step % 2 == 0  # the loop in flight finished; no checkpoint_every
+  assert tf.train.latest_checkpoint(model_dir).endswith(f"ckpt-{step}")
+  assert not os.path.exists(os.path.join(model_dir, "cola_tf.lock"))  # released on the way out
+  again = subprocess.run(_cli(model_dir, *FAST, "train.total_steps = " + str(step + 4)),
+                         cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
+                         timeout=600)
+  assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+  assert f"at step {step}" in again.stdout and f"done at step {step + 4}" in again.stdout
+
+
+def test_a_fatal_input_error_ends_the_process_at_once_with_one_line(tmp_path):
+  """A truncated TFRecord shard used to leave the process hanging at shutdown for minutes."""
+  clips = synthetic.SyntheticSource(num_clips=32, seconds=2.0, seed=3,
+                                    cache_dir=str(tmp_path / "clips"))
+  manifest = tmp_path / "m.csv"
+  manifest.write_text("files\n" + "".join(f + "\n" for f in clips.files()))
+  out = str(tmp_path / "records")
+  make_tfrecords.make_tfrecords(str(manifest), out, 2, workers=1)
+  shard = sorted(glob.glob(os.path.join(out, "*.tfrecord")))[0]
+  with open(shard, "r+b") as f:
+    f.truncate(os.path.getsize(shard) // 2)
+  started = time.time()
+  proc = subprocess.run(
+      _cli(str(tmp_path / "run"), "train.source = @TFRecordSource()",
+           f"TFRecordSource.pattern = '{out}/*.tfrecord'", "train.global_batch_size = 8",
+           "train.total_steps = 200", "train.steps_per_loop = 2", "build_adamw.warmup_steps = 2"),
+      cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=240)
+  assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+  errors = [l for l in proc.stdout.splitlines() if "ERROR:" in l]
+  assert len(errors) == 1 and "DataLossError" in errors[0], proc.stdout[-3000:]
+  assert time.time() - started < 200
+
+
+def test_rerunning_a_finished_run_says_so_and_cleans_partial_saves(tmp_path):
+  model_dir = str(tmp_path / "run")
+  params = FAST + ["train.total_steps = 4"]
+  first = subprocess.run(_cli(model_dir, *params), cwd=REPO, env=subprocess_env(),
+                         capture_output=True, text=True, timeout=600)
+  assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+  partial = os.path.join(model_dir, "ckpt-6_temp")
+  os.makedirs(partial)
+  again = subprocess.run(_cli(model_dir, *params), cwd=REPO, env=subprocess_env(),
+                         capture_output=True, text=True, timeout=600)
+  assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+  assert "already at step 4 (train.total_steps = 4): nothing to train" in again.stdout
+  assert "nan" not in again.stdout
+  assert not os.path.exists(partial) and "removing a partial checkpoint" in again.stdout
+
+
+def test_a_bad_gin_value_is_one_line_naming_the_binding(tmp_path):
+  proc = subprocess.run(_cli(str(tmp_path / "run"), "train.negatives = 'all'"), cwd=REPO,
+                        env=subprocess_env(), capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2
+  errors = [l for l in proc.stdout.splitlines() if "ERROR:" in l]
+  assert len(errors) == 1 and "train.negatives must be one of" in errors[0], proc.stdout
+  assert "In call to configurable 'train'" in errors[0]
+  assert "Traceback" not in proc.stdout + proc.stderr
+  verbose = subprocess.run(_cli(str(tmp_path / "run"), "train.negatives = 'all'") +
+                           ["--traceback"], cwd=REPO, env=subprocess_env(),
+                           capture_output=True, text=True, timeout=300)
+  assert verbose.returncode == 2 and "Traceback" in verbose.stderr
+
+
+def test_configuration_refusals_name_the_setting(tmp_path, clean_gin):
+  def run(params):
+    gin.clear_config()
+    configuration.parse_gin([TINY], FAST + params, str(tmp_path / "x"))
+    return train_lib.train(str(tmp_path / "x"))
+
+  with pytest.raises(ValueError, match=r"global_batch_size=128 is larger than the corpus "
+                                       r"\(64 clips\)"):
+    run(["train.global_batch_size = 128"])
+  with pytest.raises(ValueError, match="jit_compile = True with 2 replicas"):
+    run(["train.strategy = 'mirrored'", "train.devices = ['/cpu:0', '/cpu:1']",
+         "train.jit_compile = True"])
+
+
+def test_gradients_are_clipped_after_the_all_reduce():
+  """Replica gradients [3, 0] and [0, 4] sum to [3, 4] (norm 5): clipped to norm 1 that is
+  [0.6, 0.8]; clipping each replica first (Model Garden's AdamW) would give [1, 1]."""
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  parts = tf.constant([[3.0, 0.0], [0.0, 4.0]])
+
+  def fn():
+    ctx = tf.distribute.get_replica_context()
+    return train_lib.aggregated_gradients([parts[ctx.replica_id_in_sync_group]], 1.0)[0]
+
+  results = strategy.experimental_local_results(strategy.run(tf.function(fn)))
+  for r in results:
+    np.testing.assert_allclose(r.numpy(), [0.6, 0.8], rtol=1e-6)
