@@ -154,17 +154,25 @@ def load_trained(model_dir, checkpoint=None, random_init_seed=None):
 
 
 def export(model_dir, output, checkpoint=None, chunk_windows=256, random_init_seed=None):
-  """Writes the SavedModel and its metadata to `output` (atomically); returns the metadata."""
+  """Writes the SavedModel and its metadata to `output`; returns the metadata.
+
+  Local folders are replaced atomically (written beside, then renamed). Object stores
+  (gs://, any '://' path) cannot rename folders, so there the SavedModel is written in place
+  and `cola_metadata.json` last: an export without it is incomplete, and every reader
+  (hear_module, the linear probe) refuses it.
+  """
   if checkpoint and random_init_seed is not None:
     raise ValueError("export: give a checkpoint or a random_init_seed, not both")
   frontend, model, window_samples, step, path = load_trained(model_dir, checkpoint,
                                                              random_init_seed)
   config = gin.config_str()
   module = FrozenEncoder(frontend, model.encoder, window_samples, chunk_windows)
-  tmp = output.rstrip("/") + ".tmp-export"
-  if tf.io.gfile.exists(tmp):
-    tf.io.gfile.rmtree(tmp)
-  tf.saved_model.save(module, tmp, signatures={
+  in_place = "://" in output
+  target = output if in_place else output.rstrip("/") + ".tmp-export"
+  for folder in (target, output) if in_place else (target,):
+    if tf.io.gfile.exists(folder):
+      tf.io.gfile.rmtree(folder)
+  tf.saved_model.save(module, target, signatures={
       "serving_default": module.scene_embeddings,
       "scene_embeddings": module.scene_embeddings,
       "timestamp_embeddings": module.timestamp_embeddings,
@@ -189,11 +197,12 @@ def export(model_dir, output, checkpoint=None, chunk_windows=256, random_init_se
       "checkpoint": path,
       "gin_config_sha1": hashlib.sha1(config.encode()).hexdigest(),
   }
-  with tf.io.gfile.GFile(os.path.join(tmp, METADATA), "w") as f:
+  with tf.io.gfile.GFile(os.path.join(target, METADATA), "w") as f:
     json.dump(metadata, f, indent=1)
-  if tf.io.gfile.exists(output):
-    tf.io.gfile.rmtree(output)
-  tf.io.gfile.rename(tmp, output)
+  if not in_place:
+    if tf.io.gfile.exists(output):
+      tf.io.gfile.rmtree(output)
+    tf.io.gfile.rename(target, output)
   return metadata
 
 
