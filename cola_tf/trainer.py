@@ -100,6 +100,15 @@ def _report(writer, step, total_steps, loss, accuracy, lr, rate, eta):
       f"acc {accuracy:.3f} | lr {lr:.2e} | {rate:.1f} clips/s | ETA {_format_seconds(eta)}")
 
 
+def _has_batch_norm(model):
+  for layer in model.layers:
+    if isinstance(layer, tf_keras.layers.BatchNormalization):
+      return True
+    if isinstance(layer, tf_keras.Model) and _has_batch_norm(layer):
+      return True
+  return False
+
+
 def _remove_partial_checkpoints(directory):
   """Removes `ckpt-N_temp*` left by a save that a kill interrupted."""
   for path in tf.io.gfile.glob(os.path.join(directory, "ckpt-*_temp*")):
@@ -220,6 +229,11 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
         f"{steps_per_epoch} steps/epoch; input {input_shape[0]}x{input_shape[1]} log-mel")
     log(f"model: {model.encoder.name} ({model.count_params():,} parameters), "
         f"{model.similarity} similarity, precision {precision or 'float32'}")
+    if negatives == "global" and replicas > 1 and _has_batch_norm(model.encoder):
+      log(f"WARNING: global negatives with {model.encoder.name}'s BatchNorm: each replica "
+          "normalises with its own batch statistics, which can tell a replica's positives "
+          "apart from the gathered ones (SimCLR's reason for synchronised BatchNorm); a "
+          "LayerNorm encoder (ConvNeXt) or train.negatives = 'replica' avoids it")
     log(f"resumed from {restored} at step {start_step}" if restored
         else f"starting from scratch in {model_dir}")
     result = {"step": start_step, "start_step": start_step, "chief": chief, "loss": None,

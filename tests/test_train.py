@@ -144,6 +144,7 @@ def test_mirrored_two_devices_global_negatives_loss_goes_down(tmp_path):
                         env=subprocess_env(), capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   assert "2 replica(s), global batch 32 (16 per replica), 31 negatives/anchor" in proc.stdout
+  assert "WARNING: global negatives with small_cnn's BatchNorm" in proc.stdout
   with open(out + ".json") as f:
     result = json.load(f)
   losses = [h[1] for h in result["history"]]
@@ -163,6 +164,7 @@ def test_cli_splits_the_cpu_into_replicas(tmp_path):
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
   assert "2 replica(s), global batch 32 (16 per replica), 15 negatives/anchor" in proc.stdout
   assert "done at step 10" in proc.stdout
+  assert "WARNING: global negatives" not in proc.stdout  # replica negatives: no warning
 
 
 def test_bad_configuration_errors_name_the_setting(tmp_path, clean_gin):
