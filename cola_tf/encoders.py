@@ -5,6 +5,9 @@
   1-channel input. Its built-in Rescaling(1/255) is turned into the identity: it exists for
   uint8 images, while a log-mel has O(1-10) values and the stem conv (no bias) feeds a
   BatchNorm whose epsilon would dominate at 1/255 scale.
+  Its drop connect (Dropout with noise_shape (None, 1, 1, 1)) becomes our DropPath.
+* DropPath draws per-replica masks: each call's stateful seed (the same on every worker)
+  has the global replica id folded in, so workers of a multi-worker job drop differently.
 * `convnext_tiny` .. `convnext_xlarge`: the keras.applications ConvNeXt architecture rebuilt
   with DepthwiseConv2D for the 7x7 depthwise conv (the shipped grouped Conv2D is ~90x slower
   on CPU) and a DropPath that works inside tf.function and tf.distribute (the shipped
@@ -35,8 +38,14 @@ class DropPath(layers.Layer):
       return x
     keep = 1.0 - self.rate
     shape = tf.concat([tf.shape(x)[:1], tf.ones([tf.rank(x) - 1], tf.int32)], axis=0)
-    mask = tf.floor(keep + tf.random.uniform(shape, dtype=x.dtype))
-    return x / tf.cast(keep, x.dtype) * mask
+    # Every worker runs the same graph with the same seeds, so a stateful draw alone would
+    # give every replica the same masks: fold the global replica id into each call's seed.
+    ctx = tf.distribute.get_replica_context()
+    replica = ctx.replica_id_in_sync_group if ctx is not None else 0
+    seed = tf.random.uniform([2], maxval=tf.int32.max, dtype=tf.int32)
+    seed += tf.stack([0, tf.cast(replica, tf.int32)])
+    mask = tf.floor(keep + tf.random.stateless_uniform(shape, seed=seed))
+    return x / tf.cast(keep, x.dtype) * tf.cast(mask, x.dtype)
 
   def get_config(self):
     return {**super().get_config(), "rate": self.rate}
@@ -99,11 +108,23 @@ def small_cnn(input_shape, pooling="max", channels=(24, 48, 96, 192), drop_path_
 _EFFICIENTNETS = {f"efficientnet_b{i}": f"EfficientNetB{i}" for i in range(8)}
 
 
+def _drop_connect_as_drop_path(backbone):
+  """keras.applications' drop connect is Dropout(noise_shape=(None, 1, 1, 1)): the same
+  per-example drop and 1/keep scaling as DropPath, whose masks also differ per replica."""
+  def clone(layer):
+    if isinstance(layer, layers.Dropout) and layer.noise_shape == (None, 1, 1, 1):
+      return DropPath(layer.rate, name=layer.name)
+    return layer.__class__.from_config(layer.get_config())
+
+  return tf_keras.models.clone_model(backbone, clone_function=clone)
+
+
 def efficientnet(variant, input_shape, pooling="max", drop_path_rate=0.2):
   """keras.applications EfficientNet on 1-channel log-mel, random init; returns features."""
   builder = getattr(tf_keras.applications, _EFFICIENTNETS[variant])
   backbone = builder(include_top=False, weights=None, input_shape=(None, input_shape[-1], 1),
                      pooling=None, drop_connect_rate=drop_path_rate)
+  backbone = _drop_connect_as_drop_path(backbone)
   rescalings = [l for l in backbone.layers if isinstance(l, layers.Rescaling)]
   if len(rescalings) != 1:
     raise RuntimeError(f"expected one Rescaling layer in {variant}, found {len(rescalings)}")

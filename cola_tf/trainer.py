@@ -126,7 +126,8 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
           crop_seconds=0.96, negatives="replica", precision=None, jit_compile=False, seed=0):
   """Pretrains COLA into `model_dir`.
 
-  Returns a dict: final 'step', 'start_step' (> 0 when resumed), final 'loss' and 'accuracy',
+  Returns a dict: final 'step', 'start_step' (> 0 when resumed), final 'loss' and 'accuracy'
+  (None when there was nothing to train), the 'strategy',
   'history' [(step, loss, accuracy)] per loop, the 'model', 'optimizer' and last 'checkpoint'.
 
   Args:
@@ -237,6 +238,7 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
     log(f"resumed from {restored} at step {start_step}" if restored
         else f"starting from scratch in {model_dir}")
     result = {"step": start_step, "start_step": start_step, "chief": chief, "loss": None,
+              "strategy": strategy,
               "accuracy": None, "history": [], "model": model, "optimizer": optimizer,
               "checkpoint": manager.latest_checkpoint}
     if start_step >= total_steps:

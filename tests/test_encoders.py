@@ -69,8 +69,9 @@ def test_efficientnet_rescaling_is_identity_and_shapes():
   rescale = [l for l in backbone.layers if isinstance(l, tf_keras.layers.Rescaling)][0]
   assert rescale.scale == 1.0
   assert enc(tf.zeros([2, 96, 64])).shape == (2, 1280)
-  dropouts = [l for l in backbone.layers if isinstance(l, tf_keras.layers.Dropout)]
-  assert dropouts and 0.1 < max(l.rate for l in dropouts) <= 0.2  # linear per-block schedule
+  drop_paths = [l for l in backbone.layers if isinstance(l, encoders.DropPath)]
+  assert len(drop_paths) == 9 and 0.1 < max(l.rate for l in drop_paths) <= 0.2  # per block
+  assert not any(isinstance(l, tf_keras.layers.Dropout) for l in backbone.layers)
 
 
 def test_unknown_encoder_and_pooling_are_errors():

@@ -67,3 +67,7 @@ def test_two_workers_train_in_lockstep_and_resume_from_the_chief(tmp_path):
   for name in w0.files:
     np.testing.assert_array_equal(w0[name], w1[name], err_msg=name)
   assert os.path.exists(os.path.join(model_dir, "ckpt-6.index"))
+  # DropPath: the same graph and seeds on both workers, yet each replica its own masks.
+  m0, m1 = (np.load(tmp_path / f"weights{i}-masks.npy") for i in range(2))
+  assert m0.shape == (1, 64, 1) and 0 < m0.mean() < 2  # half dropped, kept ones scaled by 2
+  assert not np.array_equal(m0, m1)

@@ -152,6 +152,8 @@ def test_mirrored_two_devices_global_negatives_loss_goes_down(tmp_path):
   # Chance is ln(32) = 3.47 with 31 negatives; the recipe's small bilinear init starts there.
   assert np.mean(losses[-2:]) < 0.85 * np.log(32) and losses[-1] < losses[0], losses
   assert result["accuracy"] > 3 / 32
+  masks = np.load(out + "-masks.npy")  # DropPath on the two replicas of one process
+  assert masks.shape == (2, 64, 1) and not np.array_equal(masks[0], masks[1])
 
 
 def test_cli_splits_the_cpu_into_replicas(tmp_path):

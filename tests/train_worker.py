@@ -21,6 +21,14 @@ def main(model_dir, out_prefix, logical_cpus, gin_file, *params):
   configuration.parse_gin([gin_file], list(params), None)
   result = train_lib.train(model_dir)
   np.savez(out_prefix + ".npz", **{v.name: v.numpy() for v in result["model"].weights})
+  # DropPath masks each replica of this process draws on the same input (training mode).
+  from cola_tf import encoders  # pylint: disable=import-outside-toplevel
+  strategy = result["strategy"]
+  with strategy.scope():
+    drop = encoders.DropPath(0.5)
+  masks = strategy.run(tf.function(lambda: drop(tf.ones([64, 1]), training=True)))
+  np.save(out_prefix + "-masks.npy",
+          np.stack([m.numpy() for m in strategy.experimental_local_results(masks)]))
   with open(out_prefix + ".json", "w") as f:
     json.dump({k: result[k] for k in ("step", "start_step", "loss", "accuracy", "history")}, f)
 
