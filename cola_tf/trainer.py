@@ -1,15 +1,20 @@
 """The COLA training loop (`train()`), driven by gin; `cola_tf.train` is its command line.
 
-`train()` builds the strategy, the input pipeline, the model and
-AdamW (warmup + cosine), restores the latest checkpoint in model_dir if there is one, and
-runs a custom loop on tf.distribute: `steps_per_loop` steps per tf.function call, then
-metrics, TensorBoard summaries, a progress line and (every `checkpoint_every` steps) a
-checkpoint. The operative gin config is written to model_dir and parsed first when a run
-resumes there, so `python -m cola_tf.train --model_dir DIR` continues a run as configured.
+`train()` wires TF Model Garden's orbit: `ColaTrainer` (an `orbit.StandardTrainer`) holds
+the one train step, and an `orbit.Controller` runs the outer loop of `steps_per_loop` steps
+(ending on checkpoint boundaries) and writes TensorBoard summaries. After each loop its
+actions stop on a NaN/Inf loss (before anything is saved), print the progress line, and
+save checkpoints (every `checkpoint_every` steps, at the end, and on SIGTERM/SIGINT, which
+then stops the run). The
+operative gin config is written to model_dir and parsed first when a run resumes there, so
+`python -m cola_tf.train --model_dir DIR` continues a run as configured.
 """
 import contextlib
 import os
 import time
+
+import orbit
+from absl import logging as absl_logging
 
 # Model Garden registers its configs on import; it must come before gin parses any file.
 import official.modeling.optimization  # noqa: F401  pylint: disable=unused-import
@@ -32,6 +37,9 @@ from cola_tf.data import sources  # noqa: F401  pylint: disable=unused-import
 from cola_tf.data import synthetic  # noqa: F401  pylint: disable=unused-import
 
 PRECISIONS = (None, "float32", "mixed_bfloat16")
+# orbit's Controller prints each loop's raw outputs to stdout as well as to the INFO log; our
+# progress line says more, so its messages go to the INFO log only (`-v 0` shows them).
+orbit.controller._log = absl_logging.info  # pylint: disable=protected-access
 
 
 class NonFiniteLossError(RuntimeError):
@@ -66,38 +74,124 @@ def aggregated_gradients(gradients, clip_norm):
   return gradients
 
 
-def _make_step_fn(model, optimizer, metrics, negatives, global_batch_size):
-  loss_metric, accuracy_metric = metrics
-  clip_norm = float(getattr(optimizer, "gradient_clip_norm", 0.0))
+class ColaTrainer(orbit.StandardTrainer):
+  """The one COLA train step, run `num_steps` times per call of `train(num_steps)`.
 
-  def step_fn(batch):
-    anchors, positives = batch["anchor"], batch["positive"]
-    local = tf.shape(anchors)[0]
-    with tf.GradientTape() as tape:
-      embeddings = model.embed(tf.concat([anchors, positives], axis=0), training=True)
-      logits, labels = model_lib.replica_logits_and_labels(
-          model, embeddings[:local], embeddings[local:], negatives)
-      per_example = model_lib.contrastive_loss(logits, labels)
-      loss = tf.reduce_sum(per_example) / global_batch_size
-    variables = model.trainable_variables
-    gradients = aggregated_gradients(tape.gradient(loss, variables), clip_norm)
-    optimizer.apply_gradients(zip(gradients, variables),
-                              experimental_aggregate_gradients=False)
-    loss_metric.update_state(per_example)
-    accuracy_metric.update_state(model_lib.contrastive_accuracy(logits, labels))
+  A step embeds [anchors; positives] in one batch (shared BatchNorm statistics, as both
+  references), scores them (replica or global negatives), sums the gradients over replicas,
+  clips them by the global norm if the optimizer asks for it, and applies AdamW.
+  `train()` returns {'loss', 'contrastive_accuracy'} averaged over the call's steps.
+  """
 
-  return step_fn
+  def __init__(self, strategy, model, optimizer, dataset, negatives="replica",
+               global_batch_size=64, jit_compile=False):
+    self.strategy = strategy
+    self.model = model
+    self.optimizer = optimizer
+    with self.strategy.scope():
+      self.loss = tf_keras.metrics.Mean("loss")
+      self.accuracy = tf_keras.metrics.Mean("contrastive_accuracy")
+    self._step = self._make_step(negatives, global_batch_size)
+    if jit_compile:
+      self._step = tf.function(self._step, jit_compile=True)
+    super().__init__(dataset, options=orbit.StandardTrainerOptions(use_tf_while_loop=True))
+
+  def _make_step(self, negatives, global_batch_size):
+    model, optimizer = self.model, self.optimizer
+    clip_norm = float(getattr(optimizer, "gradient_clip_norm", 0.0))
+
+    def step(batch):
+      anchors, positives = batch["anchor"], batch["positive"]
+      local = tf.shape(anchors)[0]
+      with tf.GradientTape() as tape:
+        embeddings = model.embed(tf.concat([anchors, positives], axis=0), training=True)
+        logits, labels = model_lib.replica_logits_and_labels(
+            model, embeddings[:local], embeddings[local:], negatives)
+        per_example = model_lib.contrastive_loss(logits, labels)
+        loss = tf.reduce_sum(per_example) / global_batch_size
+      variables = model.trainable_variables
+      gradients = aggregated_gradients(tape.gradient(loss, variables), clip_norm)
+      optimizer.apply_gradients(zip(gradients, variables),
+                                experimental_aggregate_gradients=False)
+      self.loss.update_state(per_example)
+      self.accuracy.update_state(model_lib.contrastive_accuracy(logits, labels))
+
+    return step
+
+  def train_loop_begin(self):
+    self.loss.reset_state()
+    self.accuracy.reset_state()
+
+  def train_step(self, iterator):
+    self.strategy.run(self._step, args=(next(iterator),))
+
+  def train_loop_end(self):
+    return {"loss": self.loss.result(), "contrastive_accuracy": self.accuracy.result()}
 
 
-def _report(writer, step, total_steps, loss, accuracy, lr, rate, eta):
-  """TensorBoard scalars and the progress line of one loop."""
-  with writer.as_default(step=step):
-    tf.summary.scalar("loss", loss)
-    tf.summary.scalar("contrastive_accuracy", accuracy)
-    tf.summary.scalar("learning_rate", lr)
-    tf.summary.scalar("clips_per_second", rate)
-  log(f"step {step}/{total_steps} ({100 * step / total_steps:.0f}%) | loss {loss:.4f} | "
-      f"acc {accuracy:.3f} | lr {lr:.2e} | {rate:.1f} clips/s | ETA {_format_seconds(eta)}")
+class StopOnNonFiniteLoss:
+  """Controller action, first in line: a NaN/Inf loss raises before the controller saves."""
+
+  def __init__(self, step_counter, manager):
+    self.step_counter, self.manager = step_counter, manager
+    self.last_step = int(step_counter.numpy())
+
+  def __call__(self, output):
+    step = int(self.step_counter.numpy())
+    loss = float(output["loss"])
+    if not np.isfinite(loss):
+      raise NonFiniteLossError(
+          f"loss became {loss} between steps {self.last_step} and {step}; stopping. The last "
+          f"good checkpoint ({self.manager.latest_checkpoint or 'none'}) is kept in "
+          f"{self.manager.directory}")
+    self.last_step = step
+
+
+class ProgressLine:
+  """Controller action: the progress line, and learning rate and clips/s added to the
+  summaries; keeps the (step, loss, accuracy) history."""
+
+  def __init__(self, step_counter, total_steps, global_batch_size, schedule):
+    self.step_counter, self.total_steps = step_counter, total_steps
+    self.global_batch_size, self.schedule = global_batch_size, schedule
+    self.history, self._rate, self._last = [], None, None
+
+  def start(self):
+    self._last = (int(self.step_counter.numpy()), time.time())
+
+  def __call__(self, output):
+    step, now = int(self.step_counter.numpy()), time.time()
+    rate = (step - self._last[0]) * self.global_batch_size / max(now - self._last[1], 1e-9)
+    self._last = (step, now)
+    self._rate = rate if self._rate is None else 0.7 * self._rate + 0.3 * rate
+    loss, accuracy = float(output["loss"]), float(output["contrastive_accuracy"])
+    lr = float(self.schedule(step))
+    output.update(learning_rate=lr, clips_per_second=rate)  # the controller writes them too
+    self.history.append((step, loss, accuracy))
+    eta = (self.total_steps - step) * self.global_batch_size / self._rate
+    log(f"step {step}/{self.total_steps} ({100 * step / self.total_steps:.0f}%) | loss "
+        f"{loss:.4f} | acc {accuracy:.3f} | lr {lr:.2e} | {rate:.1f} clips/s | ETA "
+        f"{_format_seconds(eta)}")
+
+
+class SaveCheckpoints:
+  """Controller action, last in line: saves every `every` steps, at `total_steps`, and after
+  SIGTERM/SIGINT at the step reached, then stops (`preemption.StopRequested`). It refreshes
+  the model_dir lock too. (The controller's own interval saving counts from the first loop,
+  not from step 0, so it is not used.)"""
+
+  def __init__(self, manager, step_counter, every, total_steps, signals, heartbeat=None):
+    self.manager, self.step_counter, self.every = manager, step_counter, every
+    self.total_steps, self.signals, self.heartbeat = total_steps, signals, heartbeat
+
+  def __call__(self, output):  # pylint: disable=unused-argument
+    step = int(self.step_counter.numpy())
+    if step % self.every == 0 or step >= self.total_steps or self.signals.received:
+      self.manager.save(checkpoint_number=step)
+    if self.heartbeat is not None:
+      self.heartbeat()
+    if self.signals.received:
+      raise preemption.StopRequested(self.signals.received, step, self.manager.latest_checkpoint)
 
 
 def _has_batch_norm(model):
@@ -119,6 +213,90 @@ def _remove_partial_checkpoints(directory):
       tf.io.gfile.remove(path)
 
 
+def _check_settings(precision, negatives, global_batch_size, replicas, jit_compile):
+  if precision not in PRECISIONS:
+    raise ValueError(f"train.precision must be one of {PRECISIONS}, got {precision!r}")
+  if negatives not in model_lib.NEGATIVES:
+    raise ValueError(f"train.negatives must be one of {model_lib.NEGATIVES}, got {negatives!r}")
+  if replicas is None:
+    return
+  if global_batch_size % replicas:
+    raise ValueError(f"train.global_batch_size={global_batch_size} is not divisible by the "
+                     f"{replicas} replicas")
+  if jit_compile and replicas > 1:
+    raise ValueError(f"train.jit_compile = True with {replicas} replicas is not supported: the "
+                     "compiled step's apply_gradients would touch every replica's variables; "
+                     "leave it off (TPUs compile the step regardless)")
+
+
+def _budget(source, global_batch_size, epochs, total_steps, steps_per_epoch):
+  """(steps_per_epoch, total_steps), after checking the corpus against the batch."""
+  audio_lib.BAD_FILES.reset()
+  pipeline.check_usable(source, frontend_lib.LogMelFrontend().sample_rate)
+  if global_batch_size > len(source):
+    raise ValueError(f"train.global_batch_size={global_batch_size} is larger than the corpus "
+                     f"({len(source)} clips): batches would hold a clip twice, and its crops "
+                     "would be each other's negatives; use a smaller batch or more clips")
+  steps_per_epoch = steps_per_epoch or max(1, len(source) // global_batch_size)
+  if total_steps is None:
+    if epochs is None:
+      raise ValueError("set train.total_steps or train.epochs")
+    total_steps = int(round(epochs * steps_per_epoch))
+  return steps_per_epoch, total_steps
+
+
+def _build(strategy, input_shape, total_steps, steps_per_epoch, global_batch_size):
+  """(model, optimizer, schedule, checkpoint), created in the strategy's scope."""
+  with strategy.scope():
+    model = model_lib.ColaModel(encoder=encoders.build_encoder(input_shape=input_shape))
+    model.build_for(input_shape)
+    optimizer, schedule = optimization.build_adamw(
+        total_steps, steps_per_epoch, global_batch_size=global_batch_size)
+    # Create the Adam slots now (not lazily inside the first step) so a restore fills them
+    # at once and their names do not depend on where the first step was traced.
+    optimizer._create_all_weights(model.trainable_variables)  # pylint: disable=protected-access
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+  return model, optimizer, schedule, checkpoint
+
+
+def _describe(strategy_name, strategy, global_batch_size, negatives, source, steps_per_epoch,
+              input_shape, model, precision):
+  replicas = strategy.num_replicas_in_sync
+  per_anchor = (global_batch_size if negatives == "global" else global_batch_size // replicas)
+  log(f"strategy {strategy_name}: {replicas} replica(s), global batch {global_batch_size} "
+      f"({global_batch_size // replicas} per replica), {per_anchor - 1} negatives/anchor")
+  log(f"data: {source.describe() if hasattr(source, 'describe') else source}; "
+      f"{steps_per_epoch} steps/epoch; input {input_shape[0]}x{input_shape[1]} log-mel")
+  log(f"model: {model.encoder.name} ({model.count_params():,} parameters), "
+      f"{model.similarity} similarity, precision {precision or 'float32'}")
+  if negatives == "global" and replicas > 1 and _has_batch_norm(model.encoder):
+    log(f"WARNING: global negatives with {model.encoder.name}'s BatchNorm: each replica "
+        "normalises with its own batch statistics, which can tell a replica's positives "
+        "apart from the gathered ones (SimCLR's reason for synchronised BatchNorm); a "
+        "LayerNorm encoder (ConvNeXt) or train.negatives = 'replica' avoids it")
+  return per_anchor
+
+
+def _restore(checkpoint, model_dir):
+  """Every worker restores the chief's latest checkpoint (the other workers' own folders
+  are scratch space, deleted at the end of each run). Returns its path or None."""
+  latest = tf.train.latest_checkpoint(model_dir)
+  if latest:
+    checkpoint.restore(latest).assert_existing_objects_matched()
+  return latest
+
+
+def _controller(trainer, strategy, step_counter, manager, summary_dir, actions, steps_per_loop,
+                checkpoint_every):
+  # Loops end on checkpoint boundaries, so checkpoints land exactly every checkpoint_every.
+  def loop_length(step):
+    return int(min(steps_per_loop, checkpoint_every - step % checkpoint_every))
+
+  return orbit.Controller(trainer=trainer, strategy=strategy, global_step=step_counter,
+                          steps_per_loop=loop_length, checkpoint_manager=manager,
+                          summary_dir=summary_dir, train_actions=actions)
+
+
 @gin.configurable(denylist=["model_dir"])
 def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, devices=None,
           cpu_replicas=None, global_batch_size=64, epochs=None, total_steps=None,
@@ -127,8 +305,8 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
   """Pretrains COLA into `model_dir`.
 
   Returns a dict: final 'step', 'start_step' (> 0 when resumed), final 'loss' and 'accuracy'
-  (None when there was nothing to train), the 'strategy',
-  'history' [(step, loss, accuracy)] per loop, the 'model', 'optimizer' and last 'checkpoint'.
+  (None when there was nothing to train), 'history' [(step, loss, accuracy)] per loop, the
+  'strategy', 'model', 'optimizer' and last 'checkpoint'.
 
   Args:
     source: where clips come from (e.g. `@SyntheticSource()`, `@FolderSource()`).
@@ -145,143 +323,66 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
       optimizer state in float32).
     jit_compile: XLA for the train step (TPU compiles regardless; measured ~5x slower on CPU).
   """
-  if precision not in PRECISIONS:
-    raise ValueError(f"train.precision must be one of {PRECISIONS}, got {precision!r}")
-  if negatives not in model_lib.NEGATIVES:
-    raise ValueError(f"train.negatives must be one of {model_lib.NEGATIVES}, got {negatives!r}")
-  strategy_name = strategy
-  strategy = distribute.build_strategy(strategy, tpu_address=tpu_address, devices=devices,
-                                       cpu_replicas=cpu_replicas)
+  _check_settings(precision, negatives, global_batch_size, None, jit_compile)
+  name, strategy = strategy, distribute.build_strategy(strategy, tpu_address, devices,
+                                                        cpu_replicas)
+  _check_settings(precision, negatives, global_batch_size, strategy.num_replicas_in_sync,
+                  jit_compile)
   tf_keras.utils.set_random_seed(seed)
   tf_keras.mixed_precision.set_global_policy(precision or "float32")
-
-  replicas = strategy.num_replicas_in_sync
-  if global_batch_size % replicas:
-    raise ValueError(f"train.global_batch_size={global_batch_size} is not divisible by the "
-                     f"{replicas} replicas")
-  if jit_compile and replicas > 1:
-    raise ValueError(f"train.jit_compile = True with {replicas} replicas is not supported: the "
-                     "compiled step's apply_gradients would touch every replica's variables; "
-                     "leave it off (TPUs compile the step regardless)")
-  chief = distribute.is_chief(strategy)
-  out_dir = distribute.write_dir(model_dir, strategy)
+  chief, out_dir = distribute.is_chief(strategy), distribute.write_dir(model_dir, strategy)
+  if not chief and tf.io.gfile.exists(out_dir):  # scratch left by a crash: never restored
+    tf.io.gfile.rmtree(out_dir)
   tf.io.gfile.makedirs(out_dir)
-
+  steps_per_epoch, total_steps = _budget(source, global_batch_size, epochs, total_steps,
+                                         steps_per_epoch)
   frontend = frontend_lib.LogMelFrontend()
-  audio_lib.BAD_FILES.reset()
-  pipeline.check_usable(source, frontend.sample_rate)
-  if global_batch_size > len(source):
-    raise ValueError(f"train.global_batch_size={global_batch_size} is larger than the corpus "
-                     f"({len(source)} clips): batches would hold a clip twice, and its crops "
-                     "would be each other's negatives; use a smaller batch or more clips")
-  steps_per_epoch = steps_per_epoch or max(1, len(source) // global_batch_size)
-  if total_steps is None:
-    if epochs is None:
-      raise ValueError("set train.total_steps or train.epochs")
-    total_steps = int(round(epochs * steps_per_epoch))
   input_shape = configuration.model_input_shape(frontend, crop_seconds)
-
-  with strategy.scope():
-    model = model_lib.ColaModel(encoder=encoders.build_encoder(input_shape=input_shape))
-    model.build_for(input_shape)
-    optimizer, schedule = optimization.build_adamw(
-        total_steps, steps_per_epoch, global_batch_size=global_batch_size)
-    step_counter = optimizer.iterations
-    # Create the Adam slots now (not lazily inside the first step) so a restore fills them
-    # at once and their names do not depend on where the first step was traced.
-    optimizer._create_all_weights(model.trainable_variables)  # pylint: disable=protected-access
-    metrics = (tf_keras.metrics.Mean("loss"), tf_keras.metrics.Mean("contrastive_accuracy"))
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+  model, optimizer, schedule, checkpoint = _build(strategy, input_shape, total_steps,
+                                                  steps_per_epoch, global_batch_size)
+  step_counter = optimizer.iterations
   with contextlib.ExitStack() as guards:
-    if chief:  # one trainer per model_dir; partial saves of a killed run are removed
-      guards.enter_context(workdir_lock.ModelDirLock(model_dir, log))
+    lock = guards.enter_context(workdir_lock.ModelDirLock(model_dir, log)) if chief else None
+    if chief:  # partial saves of a killed run are removed
       _remove_partial_checkpoints(out_dir)
-    stop = guards.enter_context(preemption.StopOnSignal(log))
-    manager = tf.train.CheckpointManager(checkpoint, out_dir, max_to_keep=keep_checkpoints,
-                                         step_counter=step_counter)
-    # Every worker restores the chief's latest checkpoint: the other workers' own folders
-    # are scratch space, deleted at the end of each run.
-    restored = tf.train.latest_checkpoint(model_dir)
-    if restored:
-      checkpoint.restore(restored).assert_existing_objects_matched()
-    start_step = int(step_counter.numpy())
-
-    dataset = strategy.distribute_datasets_from_function(
-        lambda ctx: pipeline.pair_dataset(source, ctx, global_batch_size, frontend,
-                                          seed=seed + start_step, crop_seconds=crop_seconds))
-    iterator = iter(dataset)
-    step_fn = _make_step_fn(model, optimizer, metrics, negatives, global_batch_size)
-    if jit_compile:
-      step_fn = tf.function(step_fn, jit_compile=True)
-
-    @tf.function
-    def train_steps(iterator, num_steps):
-      for _ in tf.range(num_steps):
-        strategy.run(step_fn, args=(next(iterator),))
-
-    if chief:
-      atomic_write(os.path.join(model_dir, configuration.OPERATIVE_CONFIG),
-                   gin.operative_config_str())
-    negatives_per_anchor = (global_batch_size if negatives == "global"
-                            else global_batch_size // replicas) - 1
-    log(f"strategy {strategy_name}: {replicas} replica(s), global batch {global_batch_size} "
-        f"({global_batch_size // replicas} per replica), {negatives_per_anchor} negatives/anchor")
-    log(f"data: {source.describe() if hasattr(source, 'describe') else source}; "
-        f"{steps_per_epoch} steps/epoch; input {input_shape[0]}x{input_shape[1]} log-mel")
-    log(f"model: {model.encoder.name} ({model.count_params():,} parameters), "
-        f"{model.similarity} similarity, precision {precision or 'float32'}")
-    if negatives == "global" and replicas > 1 and _has_batch_norm(model.encoder):
-      log(f"WARNING: global negatives with {model.encoder.name}'s BatchNorm: each replica "
-          "normalises with its own batch statistics, which can tell a replica's positives "
-          "apart from the gathered ones (SimCLR's reason for synchronised BatchNorm); a "
-          "LayerNorm encoder (ConvNeXt) or train.negatives = 'replica' avoids it")
+    signals = guards.enter_context(preemption.StopOnSignal(log))
+    restored, start_step = _restore(checkpoint, model_dir), int(step_counter.numpy())
+    result = {"step": start_step, "start_step": start_step, "chief": chief, "loss": None,
+              "accuracy": None, "history": [], "strategy": strategy, "model": model,
+              "optimizer": optimizer, "checkpoint": restored}
+    per_anchor = _describe(name, strategy, global_batch_size, negatives, source,
+                           steps_per_epoch, input_shape, model, precision)
     log(f"resumed from {restored} at step {start_step}" if restored
         else f"starting from scratch in {model_dir}")
-    result = {"step": start_step, "start_step": start_step, "chief": chief, "loss": None,
-              "strategy": strategy,
-              "accuracy": None, "history": [], "model": model, "optimizer": optimizer,
-              "checkpoint": manager.latest_checkpoint}
     if start_step >= total_steps:
       log(f"already at step {start_step} (train.total_steps = {total_steps}): nothing to "
           "train; raise train.total_steps or train.epochs to continue this run")
       return result
-
-    writer = (tf.summary.create_file_writer(os.path.join(model_dir, "train")) if chief
-              else tf.summary.create_noop_writer())
-    step, loss, accuracy = start_step, float("nan"), float("nan")
-    history = []
-    recent_rate = None  # smoothed clips/s for the ETA
-    while step < total_steps:
-      to_checkpoint = checkpoint_every - step % checkpoint_every
-      num_steps = min(steps_per_loop, total_steps - step, to_checkpoint)
-      started = time.time()
-      train_steps(iterator, tf.constant(num_steps))
-      new_step = int(step_counter.numpy())
-      elapsed = time.time() - started
-      loss, accuracy = (float(m.result().numpy()) for m in metrics)
-      for m in metrics:
-        m.reset_state()
-      if not np.isfinite(loss):
-        raise NonFiniteLossError(
-            f"loss became {loss} between steps {step} and {new_step}; stopping. The last good "
-            f"checkpoint ({manager.latest_checkpoint or 'none'}) is kept in {out_dir}")
-      step = new_step
-      history.append((step, loss, accuracy))
-      rate = num_steps * global_batch_size / elapsed
-      recent_rate = rate if recent_rate is None else 0.7 * recent_rate + 0.3 * rate
-      _report(writer, step, total_steps, loss, accuracy, float(schedule(step)), rate,
-              (total_steps - step) * global_batch_size / recent_rate)
-      if step % checkpoint_every == 0 or step == total_steps or stop.received:
-        manager.save(checkpoint_number=step)
-      if stop.received:
-        writer.flush()
-        raise preemption.StopRequested(stop.received, step, manager.latest_checkpoint)
-    writer.flush()
-    if not chief and tf.io.gfile.exists(out_dir):
-      tf.io.gfile.rmtree(out_dir)
-    log(f"data: {audio_lib.BAD_FILES.summary()}")
-    log(f"done at step {step}: loss {loss:.4f}, contrastive accuracy {accuracy:.3f} "
-        f"(chance {1 / (negatives_per_anchor + 1):.3f}); checkpoints in {model_dir}")
-    result.update(step=step, loss=loss, accuracy=accuracy, history=history,
-                  checkpoint=manager.latest_checkpoint)
-    return result
+    dataset = strategy.distribute_datasets_from_function(
+        lambda ctx: pipeline.pair_dataset(source, ctx, global_batch_size, frontend,
+                                          seed=seed + start_step, crop_seconds=crop_seconds))
+    trainer = ColaTrainer(strategy, model, optimizer, dataset, negatives, global_batch_size,
+                          jit_compile)
+    if chief:  # after the pipeline is built: gin records only what has been called
+      atomic_write(os.path.join(model_dir, configuration.OPERATIVE_CONFIG),
+                   gin.operative_config_str())
+    manager = tf.train.CheckpointManager(checkpoint, out_dir, max_to_keep=keep_checkpoints,
+                                         step_counter=step_counter)
+    progress = ProgressLine(step_counter, total_steps, global_batch_size, schedule)
+    actions = [StopOnNonFiniteLoss(step_counter, manager), progress,
+               SaveCheckpoints(manager, step_counter, checkpoint_every, total_steps, signals,
+                               lock.heartbeat if lock else None)]
+    controller = _controller(trainer, strategy, step_counter, manager,
+                             os.path.join(model_dir, "train") if chief else None, actions,
+                             steps_per_loop, checkpoint_every)
+    progress.start()
+    controller.train(steps=total_steps)
+  if not chief and tf.io.gfile.exists(out_dir):
+    tf.io.gfile.rmtree(out_dir)
+  step, loss, accuracy = progress.history[-1]
+  log(f"data: {audio_lib.BAD_FILES.summary()}")
+  log(f"done at step {step}: loss {loss:.4f}, contrastive accuracy {accuracy:.3f} "
+      f"(chance {1 / per_anchor:.3f}); checkpoints in {model_dir}")
+  result.update(step=step, loss=loss, accuracy=accuracy, history=progress.history,
+                checkpoint=manager.latest_checkpoint)
+  return result

@@ -34,6 +34,7 @@ def run(encoder_name, batch=32, precision="float32", jit=False, frames=97, steps
   from cola_tf import encoders  # pylint: disable=import-outside-toplevel
   from cola_tf import model as model_lib  # pylint: disable=import-outside-toplevel
   from cola_tf import optimization  # pylint: disable=import-outside-toplevel
+  from cola_tf import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
 
   tf_keras.mixed_precision.set_global_policy(precision)
   shape = (frames, 64)
@@ -46,16 +47,13 @@ def run(encoder_name, batch=32, precision="float32", jit=False, frames=97, steps
   anchors = rng.normal((batch,) + shape)
   positives = rng.normal((batch,) + shape)
 
-  def step():
-    with tf.GradientTape() as tape:
-      z = model.embed(tf.concat([anchors, positives], 0), training=True)
-      logits = model.logits(z[:batch], z[batch:])
-      loss = tf.reduce_mean(model_lib.contrastive_loss(logits))
-    variables = model.trainable_variables
-    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-    return loss
+  # The trainer's own step (cola_tf.trainer.ColaTrainer) on one fixed batch.
+  dataset = tf.data.Dataset.from_tensors({"anchor": anchors, "positive": positives}).repeat()
+  cola = trainer_lib.ColaTrainer(tf.distribute.get_strategy(), model, optimizer, dataset,
+                                 "replica", batch, jit)
 
-  step_fn = tf.function(step, jit_compile=jit)
+  def step_fn():
+    return cola.train(tf.constant(1, tf.int32))["loss"]
 
   @tf.function(jit_compile=jit)
   def embed(x):
