@@ -54,6 +54,14 @@ def is_chief(strategy):
   return task_type == "worker" and task_id == 0 and "chief" not in cluster
 
 
+def is_multi_worker(strategy):
+  """True for strategies spanning several worker processes (MultiWorkerMirrored)."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or isinstance(strategy, tf.distribute.TPUStrategy):
+    return False
+  return sum(len(tasks) for tasks in resolver.cluster_spec().as_dict().values()) > 1
+
+
 def write_dir(model_dir, strategy):
   """Chief writes to model_dir; other workers to a scratch dir (saving is collective)."""
   if is_chief(strategy):

@@ -11,6 +11,7 @@ operative gin config is written to model_dir and parsed first when a run resumes
 """
 import contextlib
 import os
+import signal
 import time
 
 import orbit
@@ -180,18 +181,34 @@ class SaveCheckpoints:
   the model_dir lock too. (The controller's own interval saving counts from the first loop,
   not from step 0, so it is not used.)"""
 
-  def __init__(self, manager, step_counter, every, total_steps, signals, heartbeat=None):
+  def __init__(self, manager, step_counter, every, total_steps, signals, heartbeat=None,
+               strategy=None):
     self.manager, self.step_counter, self.every = manager, step_counter, every
     self.total_steps, self.signals, self.heartbeat = total_steps, signals, heartbeat
+    self._agree = _any_worker_fn(strategy) if distribute.is_multi_worker(strategy) else None
 
   def __call__(self, output):  # pylint: disable=unused-argument
     step = int(self.step_counter.numpy())
-    if step % self.every == 0 or step >= self.total_steps or self.signals.received:
+    received = self.signals.received
+    if self._agree is not None:  # saving is collective: stop on every worker or on none
+      anyone = self._agree(bool(received))  # every worker calls it, flagged or not
+      received = received or (int(signal.SIGTERM) if anyone else None)
+    if step % self.every == 0 or step >= self.total_steps or received:
       self.manager.save(checkpoint_number=step)
     if self.heartbeat is not None:
       self.heartbeat()
-    if self.signals.received:
-      raise preemption.StopRequested(self.signals.received, step, self.manager.latest_checkpoint)
+    if received:
+      raise preemption.StopRequested(received, step, self.manager.latest_checkpoint)
+
+
+def _any_worker_fn(strategy):
+  """f(this worker's flag) -> whether any worker's flag is set (one small all-reduce)."""
+  @tf.function
+  def count(flag):
+    per_replica = strategy.run(lambda: tf.identity(flag))
+    return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+  return lambda flag: float(count(tf.constant(1.0 if flag else 0.0))) > 0
 
 
 def _has_batch_norm(model):
@@ -371,7 +388,7 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
     progress = ProgressLine(step_counter, total_steps, global_batch_size, schedule)
     actions = [StopOnNonFiniteLoss(step_counter, manager), progress,
                SaveCheckpoints(manager, step_counter, checkpoint_every, total_steps, signals,
-                               lock.heartbeat if lock else None)]
+                               lock.heartbeat if lock else None, strategy)]
     controller = _controller(trainer, strategy, step_counter, manager,
                              os.path.join(model_dir, "train") if chief else None, actions,
                              steps_per_loop, checkpoint_every)

@@ -71,3 +71,57 @@ def test_two_workers_train_in_lockstep_and_resume_from_the_chief(tmp_path):
   m0, m1 = (np.load(tmp_path / f"weights{i}-masks.npy") for i in range(2))
   assert m0.shape == (1, 64, 1) and 0 < m0.mean() < 2  # half dropped, kept ones scaled by 2
   assert not np.array_equal(m0, m1)
+
+
+def test_sigterm_to_one_worker_stops_every_worker_at_the_same_step(tmp_path):
+  """Saving is collective: a preempted worker's SIGTERM is agreed on by all-reduce after the
+  loop, so every worker saves at the same step and exits 143; the rerun resumes there."""
+  import re  # pylint: disable=import-outside-toplevel
+  import signal  # pylint: disable=import-outside-toplevel
+  synthetic.SyntheticSource(num_clips=64)
+  cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+  model_dir = str(tmp_path / "mwms")
+
+  def start(total_steps):
+    procs = []
+    for index in range(2):
+      env = subprocess_env()
+      env["TF_CONFIG"] = json.dumps({"cluster": cluster,
+                                     "task": {"type": "worker", "index": index}})
+      args = [sys.executable, "-m", "cola_tf.train", "--gin_file",
+              os.path.join(REPO, "gin", "tiny.gin"), "--model_dir", model_dir, "--noexport"]
+      for p in ("train.strategy = 'multi_worker_mirrored'", "SyntheticSource.num_clips = 64",
+                "train.global_batch_size = 16", f"train.total_steps = {total_steps}",
+                "train.steps_per_loop = 2", "train.checkpoint_every = 1000",
+                "build_adamw.warmup_steps = 2"):
+        args += ["--gin_param", p]
+      procs.append(subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True))
+    return procs
+
+  procs = start(2000)
+  try:
+    seen = ""
+    while "step 6/2000" not in seen:
+      line = procs[1].stdout.readline()
+      assert line, seen[-3000:]
+      seen += line
+    procs[1].send_signal(signal.SIGTERM)  # the non-chief worker only
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    outputs[1] = seen + outputs[1]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  steps = []
+  for p, out in zip(procs, outputs):
+    assert p.returncode == 143, out[-3000:]
+    stopped = re.search(r"stopped on SIGTERM at step (\d+)", out)
+    assert stopped, out[-3000:]
+    steps.append(int(stopped.group(1)))
+  assert steps[0] == steps[1] and 6 <= steps[0] < 1000
+  procs = start(steps[0] + 2)
+  outputs = [p.communicate(timeout=300)[0] for p in procs]
+  for p, out in zip(procs, outputs):
+    assert p.returncode == 0, out[-3000:]
+    assert f"ckpt-{steps[0]} at step {steps[0]}" in out and f"done at step {steps[0] + 2}" in out
