@@ -294,6 +294,20 @@ def _describe(strategy_name, strategy, global_batch_size, negatives, source, ste
   return per_anchor
 
 
+def _enter_guards(guards, chief, model_dir, out_dir):
+  """(lock, signals): the chief locks model_dir and removes partial saves; other workers
+  start from an empty scratch folder (a crash's leftovers are never restored)."""
+  lock = None
+  tf.io.gfile.makedirs(model_dir)
+  if chief:
+    lock = guards.enter_context(workdir_lock.ModelDirLock(model_dir, log))
+    _remove_partial_checkpoints(out_dir)
+  elif tf.io.gfile.exists(out_dir):
+    tf.io.gfile.rmtree(out_dir)
+  tf.io.gfile.makedirs(out_dir)
+  return lock, guards.enter_context(preemption.StopOnSignal(log))
+
+
 def _restore(checkpoint, model_dir):
   """Every worker restores the chief's latest checkpoint (the other workers' own folders
   are scratch space, deleted at the end of each run). Returns its path or None."""
@@ -348,9 +362,6 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
   tf_keras.utils.set_random_seed(seed)
   tf_keras.mixed_precision.set_global_policy(precision or "float32")
   chief, out_dir = distribute.is_chief(strategy), distribute.write_dir(model_dir, strategy)
-  if not chief and tf.io.gfile.exists(out_dir):  # scratch left by a crash: never restored
-    tf.io.gfile.rmtree(out_dir)
-  tf.io.gfile.makedirs(out_dir)
   steps_per_epoch, total_steps = _budget(source, global_batch_size, epochs, total_steps,
                                          steps_per_epoch)
   frontend = frontend_lib.LogMelFrontend()
@@ -359,10 +370,7 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
                                                   steps_per_epoch, global_batch_size)
   step_counter = optimizer.iterations
   with contextlib.ExitStack() as guards:
-    lock = guards.enter_context(workdir_lock.ModelDirLock(model_dir, log)) if chief else None
-    if chief:  # partial saves of a killed run are removed
-      _remove_partial_checkpoints(out_dir)
-    signals = guards.enter_context(preemption.StopOnSignal(log))
+    lock, signals = _enter_guards(guards, chief, model_dir, out_dir)
     restored, start_step = _restore(checkpoint, model_dir), int(step_counter.numpy())
     result = {"step": start_step, "start_step": start_step, "chief": chief, "loss": None,
               "accuracy": None, "history": [], "strategy": strategy, "model": model,
