@@ -197,7 +197,6 @@ def probe_all(out, data, encoders, settings):
 
 def heareval_all(out, data, encoders):
   """{encoder name: heareval linear-probe test top-1} on the 35-word keyword task."""
-  from cola_tf import hear_eval  # pylint: disable=import-outside-toplevel
   from cola_tf import prepare_speech_commands  # pylint: disable=import-outside-toplevel
   tasks = os.path.join(out, "hear_tasks")
   if not os.path.isdir(tasks):
