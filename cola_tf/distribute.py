@@ -1,5 +1,7 @@
 """Strategy selection (through Model Garden's distribute_utils) and chief/worker paths."""
 import os
+import sys
+import tempfile
 
 import tensorflow as tf
 from official.common import distribute_utils
@@ -68,3 +70,24 @@ def write_dir(model_dir, strategy):
     return model_dir
   resolver = strategy.cluster_resolver
   return os.path.join(model_dir, ".workers", f"{resolver.task_type}_{resolver.task_id}")
+
+
+def initialise_devices_quietly():
+  """Lists the devices (TensorFlow initialises them on first use) with one line of its stderr
+  dropped: the CUDA build of TensorFlow logs "failed call to cuInit" on every machine
+  without a GPU. Every other line it writes meanwhile is passed on. Call it first thing in a
+  command line's main()."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as captured:
+    os.dup2(captured.fileno(), 2)
+    try:
+      tf.config.list_physical_devices()
+    finally:
+      os.dup2(saved, 2)
+      os.close(saved)
+    captured.seek(0)
+    for line in captured.read().decode(errors="replace").splitlines(keepends=True):
+      if "failed call to cuInit" not in line:
+        sys.stderr.write(line)
+  sys.stderr.flush()

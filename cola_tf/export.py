@@ -43,6 +43,7 @@ from cola_tf import encoders
 from cola_tf import frontend as frontend_lib
 from cola_tf import model as model_lib
 from cola_tf import configuration
+from cola_tf import distribute
 from cola_tf import trainer  # noqa: F401  (registers every configurable the config names)
 from cola_tf.data import pipeline
 
@@ -230,4 +231,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+  distribute.initialise_devices_quietly()
   main()

@@ -46,6 +46,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from cola_tf import distribute
 from cola_tf import frontend as frontend_lib
 from cola_tf import optimization
 from cola_tf import prepare_speech_commands
@@ -517,4 +518,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+  distribute.initialise_devices_quietly()
   sys.exit(main())

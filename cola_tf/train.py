@@ -24,6 +24,7 @@ from absl import logging as absl_logging
 import tensorflow as tf
 
 from cola_tf import configuration
+from cola_tf import distribute
 from cola_tf import export
 from cola_tf import preemption
 from cola_tf import trainer
@@ -93,4 +94,5 @@ def _exit_now(code):
 
 
 if __name__ == "__main__":
+  distribute.initialise_devices_quietly()  # before absl's start-up touches the devices
   app.run(main)
