@@ -10,7 +10,6 @@ import sys
 import time
 
 import gin
-import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -151,14 +150,28 @@ def test_configuration_refusals_name_the_setting(tmp_path, clean_gin):
 
 def test_gradients_are_clipped_after_the_all_reduce():
   """Replica gradients [3, 0] and [0, 4] sum to [3, 4] (norm 5): clipped to norm 1 that is
-  [0.6, 0.8]; clipping each replica first (Model Garden's AdamW) would give [1, 1]."""
-  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-  parts = tf.constant([[3.0, 0.0], [0.0, 4.0]])
+  [0.6, 0.8]; clipping each replica first (Model Garden's AdamW) would give [1, 1]. In a
+  fresh process: MirroredStrategy collectives of other tests in this one would collide."""
+  code = """
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from cola_tf import trainer
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+parts = tf.constant([[3.0, 0.0], [0.0, 4.0]])
 
-  def fn():
-    ctx = tf.distribute.get_replica_context()
-    return train_lib.aggregated_gradients([parts[ctx.replica_id_in_sync_group]], 1.0)[0]
+def fn():
+  ctx = tf.distribute.get_replica_context()
+  return trainer.aggregated_gradients([parts[ctx.replica_id_in_sync_group]], 1.0)[0]
 
-  results = strategy.experimental_local_results(strategy.run(tf.function(fn)))
+for r in strategy.experimental_local_results(strategy.run(tf.function(fn))):
+  print("RESULT", *r.numpy().tolist())
+"""
+  proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=subprocess_env(),
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = [[float(v) for v in l.split()[1:]] for l in proc.stdout.splitlines()
+             if l.startswith("RESULT")]
+  assert len(results) == 2, proc.stdout
   for r in results:
-    np.testing.assert_allclose(r.numpy(), [0.6, 0.8], rtol=1e-6)
+    assert r == pytest.approx([0.6, 0.8], rel=1e-6), proc.stdout
