@@ -5,6 +5,8 @@ import os
 import gin
 import tensorflow as tf
 
+from cola_tf import files
+
 OPERATIVE_CONFIG = "operative_config.gin"
 
 
@@ -35,7 +37,7 @@ def parse_gin(gin_files=(), gin_params=(), model_dir=None):
   for path in configs:
     if not tf.io.gfile.exists(path):
       raise FileNotFoundError(f"gin config file not found: {path}")
-    folder = os.path.dirname(path if "://" in path else os.path.abspath(path))
+    folder = os.path.dirname(files.absolute(path))
     gin.add_config_file_search_path(folder)
   gin.parse_config_files_and_bindings(configs, gin_params, skip_unknown=False)
   return configs

@@ -75,8 +75,8 @@ def write_dir(model_dir, strategy):
 def initialise_devices_quietly():
   """Lists the devices (TensorFlow initialises them on first use) with one line of its stderr
   dropped: the CUDA build of TensorFlow logs "failed call to cuInit" on every machine
-  without a GPU. Every other line it writes meanwhile is passed on. Call it first thing in a
-  command line's main()."""
+  without a GPU. Every other line it writes meanwhile is passed on. Call it in a command
+  line's `if __name__ == "__main__":` block, before absl or anything else touches a device."""
   sys.stderr.flush()
   saved = os.dup(2)
   with tempfile.TemporaryFile() as captured:

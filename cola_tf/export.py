@@ -44,6 +44,7 @@ from cola_tf import frontend as frontend_lib
 from cola_tf import model as model_lib
 from cola_tf import configuration
 from cola_tf import distribute
+from cola_tf import files
 from cola_tf import trainer  # noqa: F401  (registers every configurable the config names)
 from cola_tf.data import pipeline
 
@@ -168,11 +169,10 @@ def export(model_dir, output, checkpoint=None, chunk_windows=256, random_init_se
                                                              random_init_seed)
   config = gin.config_str()
   module = FrozenEncoder(frontend, model.encoder, window_samples, chunk_windows)
-  in_place = "://" in output
+  in_place = files.is_url(output)
   target = output if in_place else output.rstrip("/") + ".tmp-export"
-  for folder in (target, output) if in_place else (target,):
-    if tf.io.gfile.exists(folder):
-      tf.io.gfile.rmtree(folder)
+  if tf.io.gfile.exists(target):
+    tf.io.gfile.rmtree(target)
   tf.saved_model.save(module, target, signatures={
       "serving_default": module.scene_embeddings,
       "scene_embeddings": module.scene_embeddings,

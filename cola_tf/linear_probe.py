@@ -37,6 +37,7 @@ import argparse
 import collections
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import sys
@@ -47,6 +48,7 @@ import tensorflow as tf
 import tf_keras
 
 from cola_tf import distribute
+from cola_tf import files
 from cola_tf import frontend as frontend_lib
 from cola_tf import optimization
 from cola_tf import prepare_speech_commands
@@ -379,28 +381,19 @@ def write_report(output, class_names, result, description):
   per_class = {name: (float(matrix[i, i] / totals[i]) if totals[i] else None)
                for i, name in enumerate(class_names)}
 
-  def atomic(name, write):
-    path = os.path.join(output, name)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with tf.io.gfile.GFile(tmp, "wb") as f:
-      write(f)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
-
-  def text(content):
-    def write(f):
-      f.write(content.encode())
-    return write
+  def atomic(name, content):
+    files.atomic_write(os.path.join(output, name), content)
 
   summary = {k: v for k, v in result.items() if k not in ("test_predictions", "test_labels")}
   summary.update(description, classes=list(class_names), per_class_accuracy=per_class)
-  atomic("results.json", text(json.dumps(summary, indent=1)))
-  atomic("per_class.csv", text("class,test_clips,test_accuracy\n" + "".join(
+  atomic("results.json", json.dumps(summary, indent=1))
+  atomic("per_class.csv", "class,test_clips,test_accuracy\n" + "".join(
       f"{n},{totals[i]},{'' if per_class[n] is None else f'{per_class[n]:.4f}'}\n"
-      for i, n in enumerate(class_names))))
-  atomic("confusion.csv", text("true\\predicted," + ",".join(class_names) + "\n" + "".join(
-      f"{n}," + ",".join(str(v) for v in matrix[i]) + "\n" for i, n in enumerate(class_names))))
+      for i, n in enumerate(class_names)))
+  atomic("confusion.csv", "true\\predicted," + ",".join(class_names) + "\n" + "".join(
+      f"{n}," + ",".join(str(v) for v in matrix[i]) + "\n" for i, n in enumerate(class_names)))
 
-  def plot(f):
+  def png():
     import matplotlib  # pylint: disable=import-outside-toplevel
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
@@ -416,10 +409,12 @@ def write_report(output, class_names, result, description):
     ax.set_title(f"{description['task']}: test top-1 {result['test_accuracy']:.3f}")
     fig.colorbar(image, ax=ax, fraction=0.046, label="fraction of the true class")
     fig.tight_layout()
-    fig.savefig(f, format="png", dpi=100)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
+    return buffer.getvalue()
 
-  atomic("confusion.png", plot)
+  atomic("confusion.png", png())
   return per_class
 
 
@@ -453,7 +448,7 @@ def probe(embedder, task, data_root, classes=35, settings=None, augment="none",
   result = fit_probe(features, len(class_names), settings, fresh, verbose)
   description = {"task": task if task == "speaker" else f"keyword ({len(class_names)} classes)",
                  "embedder": embedder.name,
-                 "data": data_root if "://" in data_root else os.path.abspath(data_root),
+                 "data": files.absolute(data_root),
                  "clips": {s: int(len(features[s][1])) for s in SPLITS},
                  **dataclasses.asdict(settings),
                  "peak_learning_rate": settings.peak_learning_rate(),

@@ -34,7 +34,8 @@ def build_adamw(total_steps, steps_per_epoch, learning_rate=1e-3, batch_size_sca
                      f"total_steps={total_steps})")
   config = {
       "optimizer": {"type": "adamw", "adamw": {
-          "weight_decay_rate": float(weight_decay), "exclude_from_weight_decay": list(no_weight_decay),
+          "weight_decay_rate": float(weight_decay),
+          "exclude_from_weight_decay": list(no_weight_decay),
           "gradient_clip_norm": float(gradient_clip_norm), "beta_1": beta_1,
           "beta_2": beta_2, "epsilon": epsilon}},
       "learning_rate": {"type": "cosine", "cosine": {

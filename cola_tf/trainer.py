@@ -27,6 +27,7 @@ import tf_keras
 from cola_tf import configuration
 from cola_tf import distribute
 from cola_tf import encoders
+from cola_tf import files
 from cola_tf import frontend as frontend_lib
 from cola_tf import model as model_lib
 from cola_tf import optimization
@@ -54,13 +55,6 @@ def log(message):
 def _format_seconds(seconds):
   seconds = int(max(0, seconds))
   return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def atomic_write(path, text):
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(text)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def aggregated_gradients(gradients, clip_norm):
@@ -389,7 +383,7 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
     trainer = ColaTrainer(strategy, model, optimizer, dataset, negatives, global_batch_size,
                           jit_compile)
     if chief:  # after the pipeline is built: gin records only what has been called
-      atomic_write(os.path.join(model_dir, configuration.OPERATIVE_CONFIG),
+      files.atomic_write(os.path.join(model_dir, configuration.OPERATIVE_CONFIG),
                    gin.operative_config_str())
     manager = tf.train.CheckpointManager(checkpoint, out_dir, max_to_keep=keep_checkpoints,
                                          step_counter=step_counter)

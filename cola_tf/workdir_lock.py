@@ -14,6 +14,8 @@ import time
 
 import tensorflow as tf
 
+from cola_tf import files
+
 LOCK_FILE = "cola_tf.lock"
 
 
@@ -52,10 +54,7 @@ class ModelDirLock:
       return None
 
   def _write(self):
-    tmp = f"{self.path}.tmp-{self.me['host']}-{self.me['pid']}"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-      json.dump({**self.me, "heartbeat": time.time()}, f)
-    tf.io.gfile.rename(tmp, self.path, overwrite=True)
+    files.atomic_write(self.path, json.dumps({**self.me, "heartbeat": time.time()}))
     self._written = time.time()
 
   def _mine(self, owner):

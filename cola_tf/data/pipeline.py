@@ -37,8 +37,9 @@ def check_usable(source, sample_rate):
 @gin.configurable(denylist=["source", "input_context", "global_batch_size", "frontend", "seed",
                             "crop_seconds"])
 def pair_dataset(source, input_context, global_batch_size, frontend, seed=0,
-                 crop_seconds=0.96, spec_augment="positive", positive_noise_stddev=POSITIVE_NOISE_STDDEV,
-                 short_clips="centre_two_crops", cache=False,
+                 crop_seconds=0.96, spec_augment="positive",
+                 positive_noise_stddev=POSITIVE_NOISE_STDDEV, short_clips="centre_two_crops",
+                 cache=False,
                  pair_shuffle_buffer=1024, deterministic=False, data_service_address=None,
                  data_service_job="cola_tf"):
   """Batches of {'anchor', 'positive'}: [per_replica_batch, frames, mels] float32, forever.

@@ -18,6 +18,7 @@ import os
 import gin
 import tensorflow as tf
 
+from cola_tf import files as files_lib
 from cola_tf.data import audio as audio_lib
 
 
@@ -98,15 +99,6 @@ def _format_of(path):
   return tf.where(tf.strings.regex_full_match(path, r".*\.[^/]*"), ext, tf.constant(""))
 
 
-def _is_absolute(path):
-  """A local absolute path or any URL-style path (gs://, ram://, s3://...)."""
-  return "://" in path or os.path.isabs(path)
-
-
-def _absolute(path):
-  return path if "://" in path else os.path.abspath(path)
-
-
 @gin.configurable
 class FolderSource(FileListSource):
   """Every file under `root` (recursively) whose extension is in `extensions`."""
@@ -137,7 +129,7 @@ class ManifestSource(FileListSource):
   def __init__(self, manifest, check_files=True):
     if not tf.io.gfile.exists(manifest) or tf.io.gfile.isdir(manifest):
       raise ValueError(f"ManifestSource.manifest: {manifest!r} is not a file")
-    base = os.path.dirname(_absolute(manifest))
+    base = os.path.dirname(files_lib.absolute(manifest))
     files, labels = [], []
     with tf.io.gfile.GFile(manifest) as f:
       reader = csv.DictReader(f)
@@ -148,7 +140,8 @@ class ManifestSource(FileListSource):
         path = (row.get("files") or "").strip()
         if not path:
           raise ValueError(f"{manifest}: line {line}: empty 'files' value")
-        path = path if _is_absolute(path) else os.path.join(base, path)
+        if not (files_lib.is_url(path) or os.path.isabs(path)):
+          path = os.path.join(base, path)
         if check_files and not tf.io.gfile.exists(path):
           raise ValueError(f"{manifest}: line {line}: file not found: {path}")
         duration = (row.get("duration") or "").strip()
