@@ -81,26 +81,55 @@ def test_signal_saves_the_step_reached_and_the_rerun_resumes_there(tmp_path, sig
   assert f"at step {step}" in again.stdout and f"done at step {step + 4}" in again.stdout
 
 
-def test_a_fatal_input_error_ends_the_process_at_once_with_one_line(tmp_path):
-  """A truncated TFRecord shard used to leave the process hanging at shutdown for minutes."""
-  clips = synthetic.SyntheticSource(num_clips=32, seconds=2.0, seed=3,
+def _records(tmp_path, num_clips=32):
+  clips = synthetic.SyntheticSource(num_clips=num_clips, seconds=2.0, seed=3,
                                     cache_dir=str(tmp_path / "clips"))
   manifest = tmp_path / "m.csv"
   manifest.write_text("files\n" + "".join(f + "\n" for f in clips.files()))
   out = str(tmp_path / "records")
   make_tfrecords.make_tfrecords(str(manifest), out, 2, workers=1)
+  return clips, out
+
+
+def test_a_truncated_shard_is_skipped_and_named_and_the_run_goes_on(tmp_path):
+  """A truncated TFRecord shard used to end the run (DataLossError)."""
+  _, out = _records(tmp_path)
   shard = sorted(glob.glob(os.path.join(out, "*.tfrecord")))[0]
   with open(shard, "r+b") as f:
     f.truncate(os.path.getsize(shard) // 2)
-  started = time.time()
   proc = subprocess.run(
       _cli(str(tmp_path / "run"), "train.source = @TFRecordSource()",
            f"TFRecordSource.pattern = '{out}/*.tfrecord'", "train.global_batch_size = 8",
-           "train.total_steps = 200", "train.steps_per_loop = 2", "build_adamw.warmup_steps = 2"),
-      cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=240)
-  assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
-  errors = [l for l in proc.stdout.splitlines() if "ERROR:" in l]
-  assert len(errors) == 1 and "DataLossError" in errors[0], proc.stdout[-3000:]
+           "train.total_steps = 12", "train.steps_per_loop = 2", "build_adamw.warmup_steps = 2"),
+      cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  assert "done at step 12" in proc.stdout
+  assert re.search(rf"TFRecord shard \"?{re.escape(shard)}\"? ended after \d+ of 16 records",
+                   proc.stderr), proc.stderr[-3000:]
+
+
+def test_a_fatal_input_error_ends_the_process_at_once_with_one_line(tmp_path):
+  """Every clip vanishing mid-run (an unmounted disk) is fatal: one line, exit 1, at once,
+  not a process left hanging at shutdown."""
+  clips = synthetic.SyntheticSource(num_clips=32, seconds=2.0, seed=3,
+                                    cache_dir=str(tmp_path / "clips"))
+  folder = os.path.dirname(clips.files()[0])
+  proc = subprocess.Popen(
+      _cli(str(tmp_path / "run"), "train.source = @FolderSource()",
+           f"FolderSource.root = '{folder}'", "train.global_batch_size = 8",
+           "train.total_steps = 100000", "train.steps_per_loop = 2",
+           "build_adamw.warmup_steps = 2", "pair_dataset.pair_shuffle_buffer = 1",
+           "pair_dataset.cache = False"),
+      cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      text=True)
+  seen = _wait_for(proc, r"step \d+/100000")
+  for path in clips.files():
+    os.remove(path)
+  started = time.time()
+  rest, _ = proc.communicate(timeout=300)
+  assert proc.returncode == 1, (seen + rest)[-3000:]
+  errors = [l for l in rest.splitlines() if "ERROR:" in l]
+  assert len(errors) == 1 and "no usable clip" in errors[0], rest[-3000:]
   assert time.time() - started < 200
 
 

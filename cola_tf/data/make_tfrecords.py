@@ -1,25 +1,40 @@
 r"""Writes a CSV manifest's clips into TFRecord shards for `TFRecordSource`.
 
   python -m cola_tf.data.make_tfrecords --manifest m.csv --out DIR --shards N \
-      [--format flac|wav|copy] [--compression ZLIB|GZIP|NONE] [--workers K]
+      [--format pcm16|flac|wav|copy] [--compression ZLIB|GZIP|NONE] [--seed S] \
+      [--workers K] [--overwrite]
 
-Each record holds 'audio' (encoded bytes: FLAC or 16-bit WAV of the mono 16 kHz clip, or the
-original bytes with --format copy), 'format', 'name', 'label' and 'duration' (seconds).
-Shards are written in parallel, each to a temporary file renamed when complete, so an
-interrupted run resumes by writing only the shards that are missing. Clips that cannot be
-decoded are skipped and named. `DIR/index.json` records the clips per shard.
+Each record holds 'audio', 'format', 'name', 'label' and 'duration' (seconds). 'audio' is
+the mono 16 kHz clip as raw 16-bit little-endian PCM (pcm16: decoded by a graph with no
+Python, the layout for TPU pods and the tf.data service; about 2x FLAC's bytes), as FLAC or
+16-bit WAV, or the original bytes (--format copy).
+
+The manifest's rows are shuffled (seeded) before they are dealt to shards, so a sorted
+manifest does not give shards (and read windows) of one label. Shards are written in
+parallel, each to a temporary file renamed when complete, so an interrupted run resumes by
+writing only the shards that are missing. Every shard's `.json` and `DIR/index.json` record
+the identity of the run (hash of the manifest's rows, shard count, format, compression,
+seed): a folder written for another manifest or settings is an error, or is cleared and
+rewritten with --overwrite. Clips that cannot be decoded are skipped and named.
 """
 import argparse
+import hashlib
 import io
 import json
 import multiprocessing
 import os
+import random
 import sys
 import time
 
+import numpy as np
 import soundfile as sf
 
-SAMPLE_RATE = 16000
+from cola_tf.data.audio import PCM16
+from cola_tf.data.audio import SAMPLE_RATE
+
+FORMATS = (PCM16, "flac", "wav", "copy")
+INDEX = "index.json"
 
 
 def shard_name(index, total):
@@ -31,95 +46,154 @@ def _encode(path, out_format):
   from cola_tf.data import audio as audio_lib  # pylint: disable=import-outside-toplevel
   with open(path, "rb") as f:
     contents = f.read()
-  waveform, error = audio_lib.decode_numpy(contents, SAMPLE_RATE)
+  waveform, _, error = audio_lib.decode_numpy(contents, SAMPLE_RATE)
   if error:
     raise ValueError(error)
   duration = waveform.size / SAMPLE_RATE
   if out_format == "copy":
     return contents, audio_lib.file_format_of(path), duration
+  if out_format == PCM16:
+    pcm = np.round(np.clip(waveform, -1.0, 32767 / 32768) * 32768).astype("<i2")
+    return pcm.tobytes(), PCM16, duration
   buf = io.BytesIO()
   sf.write(buf, waveform, SAMPLE_RATE, format=out_format.upper(), subtype="PCM_16")
   return buf.getvalue(), out_format, duration
 
 
+def _example(path, label, data, fmt, duration):
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  def strings(value):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+  feature = {
+      "audio": strings(data), "format": strings(fmt.encode()), "name": strings(path.encode()),
+      "label": strings((label or "").encode()),
+      "duration": tf.train.Feature(float_list=tf.train.FloatList(value=[duration])),
+  }
+  return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
 def write_shard(job):
   """Writes one shard; returns (index, clips written, [(path, reason)] skipped)."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  index, total, rows, out_dir, out_format, compression = job
+  index, total, rows, out_dir, out_format, compression, identity = job
   final = os.path.join(out_dir, shard_name(index, total))
   tmp = final + ".tmp"
   written, skipped = 0, []
-  options = tf.io.TFRecordOptions(compression_type=compression)
-  with tf.io.TFRecordWriter(tmp, options) as writer:
+  with tf.io.TFRecordWriter(tmp, tf.io.TFRecordOptions(compression_type=compression)) as w:
     for path, label in rows:
       try:
         data, fmt, duration = _encode(path, out_format)
       except Exception as e:  # pylint: disable=broad-except
         skipped.append((path, f"{type(e).__name__}: {e}"))
         continue
-      feature = {
-          "audio": tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
-          "format": tf.train.Feature(bytes_list=tf.train.BytesList(value=[fmt.encode()])),
-          "name": tf.train.Feature(bytes_list=tf.train.BytesList(value=[path.encode()])),
-          "label": tf.train.Feature(bytes_list=tf.train.BytesList(value=[(label or "").encode()])),
-          "duration": tf.train.Feature(float_list=tf.train.FloatList(value=[duration])),
-      }
-      writer.write(tf.train.Example(features=tf.train.Features(feature=feature))
-                   .SerializeToString())
+      w.write(_example(path, label, data, fmt, duration))
       written += 1
-  with open(final + ".json.tmp", "w") as f:
-    json.dump({"clips": written, "skipped": skipped}, f)
-  os.replace(final + ".json.tmp", final + ".json")
+  _write_json(final + ".json", {"clips": written, "skipped": skipped, **identity})
   os.replace(tmp, final)  # the shard exists only once complete
   return index, written, skipped
 
 
-def make_tfrecords(manifest, out_dir, shards, out_format="flac", compression="ZLIB",
-                   workers=None):
-  """Returns the index dict {'shards': {name: clips}, 'clips': total, 'skipped': [...]}."""
+def _write_json(path, value):
+  with open(path + ".tmp", "w") as f:
+    json.dump(value, f, indent=1)
+  os.replace(path + ".tmp", path)
+
+
+def _identity(rows, shards, out_format, compression, seed):
+  """What the shards' contents depend on; a folder written with another identity is stale."""
+  digest = hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+  return {"manifest_sha256": digest, "num_shards": shards, "format": out_format,
+          "compression": compression or "NONE", "seed": seed}
+
+
+def _stale(out_dir, identity):
+  """Names of existing files in `out_dir` written by a run with another identity."""
+  stale = []
+  for name in sorted(os.listdir(out_dir)):
+    if name.startswith("shard-") and name.endswith(".tfrecord"):
+      meta_path = os.path.join(out_dir, name + ".json")
+      meta = {}
+      if os.path.exists(meta_path):
+        with open(meta_path) as f:
+          meta = json.load(f)
+      if any(meta.get(k) != v for k, v in identity.items()):
+        stale.append(name)
+  return stale
+
+
+def _clear(out_dir):
+  for name in os.listdir(out_dir):
+    if name.startswith("shard-") or name.startswith(INDEX):
+      os.remove(os.path.join(out_dir, name))
+
+
+def _rows(manifest, seed):
   from cola_tf.data import sources  # pylint: disable=import-outside-toplevel
+  source = sources.ManifestSource(manifest)
+  rows = list(zip(source.files(), source.labels() or [None] * len(source)))
+  random.Random(seed).shuffle(rows)
+  return rows
+
+
+def _check_args(shards, out_format):
   if shards < 1:
     raise ValueError(f"--shards must be >= 1, got {shards}")
-  if out_format not in ("flac", "wav", "copy"):
-    raise ValueError(f"--format must be flac, wav or copy, got {out_format!r}")
+  if out_format not in FORMATS:
+    raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {out_format!r}")
+
+
+def make_tfrecords(manifest, out_dir, shards, out_format=PCM16, compression="ZLIB",
+                   workers=None, seed=0, overwrite=False):
+  """Returns the index dict {'shards': {name: clips}, 'clips': total, 'skipped': [...]}."""
+  _check_args(shards, out_format)
   compression = "" if compression in ("NONE", "", None) else compression
-  source = sources.ManifestSource(manifest)
-  files, labels = source.files(), source.labels() or [None] * len(source)
-  rows = list(zip(files, labels))
+  rows = _rows(manifest, seed)
+  identity = _identity(rows, shards, out_format, compression, seed)
   os.makedirs(out_dir, exist_ok=True)
-  jobs = []
-  for i in range(shards):
-    if not os.path.exists(os.path.join(out_dir, shard_name(i, shards))):
-      jobs.append((i, shards, rows[i::shards], out_dir, out_format, compression))
-  print(f"[make_tfrecords] {len(rows)} clips -> {shards} shards in {out_dir}; "
+  stale = _stale(out_dir, identity)
+  if stale and not overwrite:
+    raise ValueError(f"{out_dir} holds {len(stale)} shard(s) (e.g. {stale[0]}) written for "
+                     "another manifest or other settings (shards, format, compression, seed); "
+                     "pass --overwrite to clear and rewrite the folder, or choose another --out")
+  if stale:
+    print(f"[make_tfrecords] --overwrite: removing {len(stale)} stale shard(s) in {out_dir}",
+          flush=True)
+    _clear(out_dir)
+  jobs = [(i, shards, rows[i::shards], out_dir, out_format, compression, identity)
+          for i in range(shards)
+          if not os.path.exists(os.path.join(out_dir, shard_name(i, shards)))]
+  print(f"[make_tfrecords] {len(rows)} clips -> {shards} {out_format} shards in {out_dir}; "
         f"{shards - len(jobs)} already written, {len(jobs)} to write", flush=True)
+  _run_jobs(jobs, shards, workers)
+  return _write_index(out_dir, shards, identity)
+
+
+def _run_jobs(jobs, shards, workers):
+  if not jobs:
+    return
   started = time.time()
-  workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
-  done = 0
-  if jobs:
-    ctx = multiprocessing.get_context("spawn")  # TF is not fork-safe
-    with ctx.Pool(workers) as pool:
-      for index, written, skipped in pool.imap_unordered(write_shard, jobs):
-        done += 1
-        elapsed = time.time() - started
-        eta = elapsed / done * (len(jobs) - done)
-        print(f"[make_tfrecords] [{done}/{len(jobs)}] {shard_name(index, shards)}: {written} "
-              f"clips, {len(skipped)} skipped | {elapsed:.0f}s elapsed, ETA {eta:.0f}s",
-              flush=True)
-        for path, reason in skipped:
-          print(f"[make_tfrecords]   skipped bad file {path}: {reason}", flush=True)
-  index = {"shards": {}, "clips": 0, "skipped": [], "compression": compression or "NONE",
-           "format": out_format}
+  workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+  ctx = multiprocessing.get_context("spawn")  # TF is not fork-safe
+  with ctx.Pool(workers) as pool:
+    for done, (index, written, skipped) in enumerate(pool.imap_unordered(write_shard, jobs), 1):
+      elapsed = time.time() - started
+      eta = elapsed / done * (len(jobs) - done)
+      print(f"[make_tfrecords] [{done}/{len(jobs)}] {shard_name(index, shards)}: {written} "
+            f"clips, {len(skipped)} skipped | {elapsed:.0f}s elapsed, ETA {eta:.0f}s",
+            flush=True)
+      for path, reason in skipped:
+        print(f"[make_tfrecords]   skipped bad file {path}: {reason}", flush=True)
+
+
+def _write_index(out_dir, shards, identity):
+  index = {"shards": {}, "clips": 0, "skipped": [], **identity}
   for i in range(shards):
     with open(os.path.join(out_dir, shard_name(i, shards) + ".json")) as f:
       meta = json.load(f)
     index["shards"][shard_name(i, shards)] = meta["clips"]
     index["clips"] += meta["clips"]
     index["skipped"] += [p for p, _ in meta["skipped"]]
-  tmp = os.path.join(out_dir, "index.json.tmp")
-  with open(tmp, "w") as f:
-    json.dump(index, f, indent=1)
-  os.replace(tmp, os.path.join(out_dir, "index.json"))
+  _write_json(os.path.join(out_dir, INDEX), index)
   print(f"[make_tfrecords] done: {index['clips']} clips in {shards} shards, "
         f"{len(index['skipped'])} bad files skipped", flush=True)
   return index
@@ -130,12 +204,17 @@ def main(argv=None):
   p.add_argument("--manifest", required=True, help="CSV with a 'files' column")
   p.add_argument("--out", required=True, help="output folder for the shards")
   p.add_argument("--shards", type=int, required=True)
-  p.add_argument("--format", default="flac", choices=["flac", "wav", "copy"])
+  p.add_argument("--format", default=PCM16, choices=FORMATS,
+                 help="pcm16 (default): decoded without Python, for TPU pods / tf.data service")
   p.add_argument("--compression", default="ZLIB", choices=["ZLIB", "GZIP", "NONE"])
+  p.add_argument("--seed", type=int, default=0, help="seed of the shuffle of rows into shards")
   p.add_argument("--workers", type=int, default=None)
+  p.add_argument("--overwrite", action="store_true",
+                 help="clear shards written for another manifest or settings, then write")
   a = p.parse_args(argv)
   try:
-    make_tfrecords(a.manifest, a.out, a.shards, a.format, a.compression, a.workers)
+    make_tfrecords(a.manifest, a.out, a.shards, a.format, a.compression, a.workers, a.seed,
+                   a.overwrite)
   except ValueError as e:
     print(f"[make_tfrecords] error: {e}", file=sys.stderr)
     return 2

@@ -9,13 +9,19 @@ pipeline, sharded per input pipeline (one per host) so each host reads only its 
 * `TFDSSource`: a TFDS audio dataset already prepared in a local data_dir (no download
   unless `download=True`).
 
-`source.waveforms(...)` gives one pass of decoded mono float32 clips at the requested rate.
+`source.clips(...)` gives one pass of decoded mono float32 clips at the requested rate, with
+their names and full durations (a long clip can be cut to a random window while decoding);
+`source.waveforms(...)` the waveforms alone.
 """
 import csv
 import json
 import os
+import sys
+import time
+from concurrent import futures
 
 import gin
+import numpy as np
 import tensorflow as tf
 
 from cola_tf import files as files_lib
@@ -26,30 +32,46 @@ AUDIO_EXTENSIONS = ("wav", "flac", "ogg", "mp3")
 
 
 class EncodedSource:
-  """A source of encoded clips; `waveforms` decodes them, dropping (and naming) bad ones."""
+  """A source of encoded clips; `clips` decodes them, dropping (and naming) bad ones."""
 
   def encoded(self, num_shards=1, shard_index=0, seed=0, shuffle=True):
     raise NotImplementedError
 
-  def waveforms(self, sample_rate, num_shards=1, shard_index=0, seed=0, shuffle=True,
-                deterministic=False, native_only=False):
-    """`native_only`: a graph without Python (tf.data service); WAV at `sample_rate` only."""
-    decode = audio_lib.decode_native_only if native_only else audio_lib.decode_or_flag
+  def clips(self, sample_rate, num_shards=1, shard_index=0, seed=0, shuffle=True,
+            deterministic=False, native_only=False, max_seconds=None):
+    """One pass of (waveform, name, full seconds) over the usable clips of this shard.
+
+    `native_only`: a graph without Python (tf.data service); pcm16 and WAV at `sample_rate`
+    only. `max_seconds`: clips longer than that give one random window of it (seeded).
+    """
+    decode = audio_lib.decode_native_only if native_only else audio_lib.decode_clip
     if not native_only:
       audio_lib.log_decoder_choice()
-    ds = self.encoded(num_shards, shard_index, seed=seed, shuffle=shuffle)
-    ds = ds.map(lambda contents, name, fmt: decode(contents, name, fmt, sample_rate),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    return ds.filter(_is_ok).map(_waveform_only)
+    ds = self.encoded(num_shards, shard_index, seed=seed, shuffle=shuffle).enumerate()
+
+    def fn(index, item):
+      contents, name, fmt = item
+      key = tf.stack([tf.constant(seed, tf.int64), index])
+      return (*decode(contents, name, fmt, sample_rate, max_seconds, key), name)
+
+    ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    return _usable(ds)
+
+  def waveforms(self, sample_rate, num_shards=1, shard_index=0, seed=0, shuffle=True,
+                deterministic=False, native_only=False, max_seconds=None):
+    """One pass of the usable clips' waveforms (see `clips`)."""
+    return self.clips(sample_rate, num_shards, shard_index, seed, shuffle, deterministic,
+                      native_only, max_seconds).map(_waveform_only)
 
 
-def _is_ok(waveform, ok):
-  del waveform
-  return ok
+def _usable(decoded):
+  """(waveform, ok, seconds, name) -> the ok ones as (waveform, name, seconds)."""
+  return decoded.filter(lambda waveform, ok, seconds, name: ok).map(
+      lambda waveform, ok, seconds, name: (waveform, name, seconds))
 
 
-def _waveform_only(waveform, ok):
-  del ok
+def _waveform_only(waveform, name, seconds):
+  del name, seconds
   return waveform
 
 
@@ -73,8 +95,8 @@ class FileListSource(EncodedSource):
   def describe(self):
     return f"{type(self).__name__}({self._description}: {len(self)} files)"
 
-  def encoded(self, num_shards=1, shard_index=0, seed=0, shuffle=True):
-    """Dataset of (contents, name, format) over this shard's files, one pass."""
+  def paths(self, num_shards=1, shard_index=0, seed=0, shuffle=True):
+    """Dataset of this shard's file paths, one pass."""
     files = self._files
     if len(files) < num_shards:
       raise ValueError(f"{self.describe()} cannot be sharded over {num_shards} input pipelines")
@@ -83,8 +105,29 @@ class FileListSource(EncodedSource):
       ds = ds.shard(num_shards, shard_index)
     if shuffle:
       ds = ds.shuffle(max(1, len(files) // num_shards), seed=seed, reshuffle_each_iteration=True)
-    return ds.map(lambda path: (_read_or_empty(path), path, _format_of(path)),
-                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)
+    return ds
+
+  def encoded(self, num_shards=1, shard_index=0, seed=0, shuffle=True):
+    """Dataset of (contents, name, format) over this shard's files, one pass."""
+    return self.paths(num_shards, shard_index, seed, shuffle).map(
+        lambda path: (_read_or_empty(path), path, _format_of(path)),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)
+
+  def clips(self, sample_rate, num_shards=1, shard_index=0, seed=0, shuffle=True,
+            deterministic=False, native_only=False, max_seconds=None):
+    """As `EncodedSource.clips`; outside the tf.data service each file is opened by
+    libsndfile, which reads only the window it needs from a long file."""
+    if native_only:
+      return super().clips(sample_rate, num_shards, shard_index, seed, shuffle, deterministic,
+                           native_only, max_seconds)
+    audio_lib.log_decoder_choice()
+    ds = self.paths(num_shards, shard_index, seed, shuffle).enumerate()
+
+    def fn(index, path):
+      key = tf.stack([tf.constant(seed, tf.int64), index])
+      return (*audio_lib.read_file_window(path, sample_rate, max_seconds, key), path)
+
+    return _usable(ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic))
 
 
 def _read_or_empty(path):
@@ -206,18 +249,25 @@ TFRECORD_FEATURES = {
     "label": tf.io.FixedLenFeature([], tf.string, default_value=""),
     "duration": tf.io.FixedLenFeature([], tf.float32, default_value=0.0),
 }
+TFRECORD_INDEX = "index.json"
 
 
 @gin.configurable
 class TFRecordSource(EncodedSource):
   """TFRecord shards (a glob, local or gs://) of encoded audio, read with parallel interleave.
 
-  Each record: 'audio' (encoded bytes), 'format' ('flac' / 'wav' ...), 'name', 'label',
-  'duration' (seconds). `num_records` (for steps per epoch) is read from the shards'
-  `_index.json` written by make_tfrecords, or counted.
+  Each record: 'audio' (pcm16 bytes or an encoded file), 'format' ('pcm16', 'flac', 'wav'...),
+  'name', 'label', 'duration' (seconds). Shards of pcm16 records are decoded by a graph with
+  no Python (the layout for TPU pods and the tf.data service).
+
+  Record counts (for steps per epoch, and to notice a shard that ends early) come from
+  `num_records`, else from `index.json` beside the shards (written by make_tfrecords; every
+  matched shard must be listed there), else they are counted once, shards in parallel.
+  A truncated or corrupt shard never stops a run: the rest of that shard is skipped and
+  named, with the number of records lost, on stderr.
   """
 
-  def __init__(self, pattern, compression="ZLIB", num_records=None):
+  def __init__(self, pattern, compression="ZLIB", num_records=None, parallel_counts=32):
     self.shards = sorted(tf.io.gfile.glob(pattern))
     if not self.shards:
       raise ValueError(f"TFRecordSource.pattern: no files match {pattern!r}")
@@ -225,38 +275,48 @@ class TFRecordSource(EncodedSource):
       raise ValueError(f"TFRecordSource.compression must be 'ZLIB', 'GZIP' or '', got "
                        f"{compression!r}")
     self.pattern, self.compression = pattern, compression
+    self.parallel_counts = parallel_counts
     self._num_records = num_records
-    index_path = os.path.join(os.path.dirname(pattern), "index.json")
-    if num_records is None and tf.io.gfile.exists(index_path):
-      with tf.io.gfile.GFile(index_path) as f:
-        counts = json.load(f).get("shards", {})
-      names = [os.path.basename(s) for s in self.shards]
-      if all(n in counts for n in names):
-        self._num_records = sum(counts[n] for n in names)
+    self._counts = None
+    self.record_format = None
+    index = _read_index(os.path.join(os.path.dirname(pattern), TFRECORD_INDEX), self.shards)
+    if index is None:
+      self.record_format = _first_record_format(self.shards, compression)
+    else:
+      self._counts = [index["shards"][os.path.basename(s)] for s in self.shards]
+      if index.get("format") != "copy":  # 'copy': each record keeps its file's format
+        self.record_format = index.get("format")
+
+  def shard_counts(self):
+    """Records per shard (from index.json, or counted once in parallel)."""
+    if self._counts is None:
+      self._counts = count_records(self.shards, self.compression, self.parallel_counts)
+    return list(self._counts)
 
   def __len__(self):
     if self._num_records is None:
-      self._num_records = sum(1 for _ in tf.data.TFRecordDataset(
-          self.shards, compression_type=self.compression))
+      self._num_records = sum(self.shard_counts())
     return self._num_records
 
   def files(self):
     return list(self.shards)
 
   def describe(self):
-    return f"TFRecordSource({self.pattern}: {len(self.shards)} shards, {len(self)} clips)"
+    fmt = f", {self.record_format}" if self.record_format else ""
+    return f"TFRecordSource({self.pattern}: {len(self.shards)} shards{fmt}, {len(self)} clips)"
 
   def encoded(self, num_shards=1, shard_index=0, seed=0, shuffle=True):
     if len(self.shards) < num_shards:
       raise ValueError(f"{len(self.shards)} TFRecord shards cannot be split over {num_shards} "
                        "input pipelines: write at least one shard per host")
-    ds = tf.data.Dataset.from_tensor_slices(self.shards)
+    counts = self._counts if self._counts is not None else [-1] * len(self.shards)
+    ds = tf.data.Dataset.from_tensor_slices((self.shards, tf.constant(counts, tf.int64)))
     if num_shards > 1:
       ds = ds.shard(num_shards, shard_index)
     if shuffle:
       ds = ds.shuffle(len(self.shards), seed=seed, reshuffle_each_iteration=True)
     ds = ds.interleave(
-        lambda shard: tf.data.TFRecordDataset(shard, compression_type=self.compression),
+        lambda shard, expected: _records_of(shard, expected, self.compression),
         cycle_length=tf.data.AUTOTUNE, num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=not shuffle)
 
@@ -264,11 +324,103 @@ class TFRecordSource(EncodedSource):
       ex = tf.io.parse_single_example(record, TFRECORD_FEATURES)
       return ex["audio"], ex["name"], ex["format"]
 
-    return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)
+    # A record with a valid checksum but not an Example (a foreign file) is skipped, logged.
+    return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE,
+                  deterministic=not shuffle).ignore_errors(log_warning=True)
+
+  def clips(self, sample_rate, num_shards=1, shard_index=0, seed=0, shuffle=True,
+            deterministic=False, native_only=False, max_seconds=None):
+    """As `EncodedSource.clips`; pcm16 shards are decoded without Python."""
+    if self.record_format != audio_lib.PCM16:
+      return super().clips(sample_rate, num_shards, shard_index, seed, shuffle, deterministic,
+                           native_only, max_seconds)
+    if sample_rate != audio_lib.SAMPLE_RATE:
+      raise ValueError(f"{self.pattern}: pcm16 records hold {audio_lib.SAMPLE_RATE} Hz audio; "
+                       f"the frontend's sample_rate is {sample_rate}")
+    ds = self.encoded(num_shards, shard_index, seed=seed, shuffle=shuffle).enumerate()
+
+    def fn(index, item):
+      contents, name, _ = item
+      key = tf.stack([tf.constant(seed, tf.int64), index])
+      return (*audio_lib.decode_pcm16(contents, name, max_seconds, key), name)
+
+    return _usable(ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic))
+
+
+def _read_index(path, shards):
+  """make_tfrecords' index.json, checked against the matched shards; None if absent."""
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    index = json.load(f)
+  listed = index.get("shards", {})
+  stray = [os.path.basename(s) for s in shards if os.path.basename(s) not in listed]
+  if stray:
+    raise ValueError(f"{path} does not list {len(stray)} matched shard(s) (e.g. {stray[0]}): "
+                     "they were left by another make_tfrecords run; remove them, or rewrite "
+                     "the folder with make_tfrecords --overwrite")
+  return index
+
+
+def _first_record_format(shards, compression):
+  for record in tf.data.TFRecordDataset(shards[:1], compression_type=compression).take(1):
+    return tf.io.parse_single_example(record, TFRECORD_FEATURES)["format"].numpy().decode()
+  return None
+
+
+def _records_of(shard, expected, compression):
+  """The records of one shard; at a truncated or corrupt record the rest of the shard is
+  skipped (TFRecordDataset moves to the next file after a DataLossError) and, if fewer than
+  `expected` (>= 0) records came, the shard is named on stderr. No Python in the graph."""
+  records = tf.data.TFRecordDataset(shard, compression_type=compression).ignore_errors()
+  marked = records.map(lambda r: (r, False)).concatenate(
+      tf.data.Dataset.from_tensors((tf.constant(b""), True)))
+
+  def count(seen, item):
+    record, end = item
+    short = end & (expected >= 0) & (seen < expected)
+
+    def report():
+      tf.print("[cola_tf] TFRecord shard", shard, "ended after", seen, "of", expected,
+               "records (truncated or corrupt): skipped", expected - seen, "records",
+               output_stream=sys.stderr)
+      return end
+    return seen + tf.cast(tf.logical_not(end), tf.int64), \
+        (record, tf.cond(short, report, lambda: end))
+
+  return marked.scan(tf.constant(0, tf.int64), count).filter(
+      lambda record, end: tf.logical_not(end)).map(lambda record, end: record)
+
+
+def count_records(shards, compression, parallel=32):
+  """Records per shard, counted in parallel with a progress line; a truncated or corrupt
+  shard counts its readable records and is named."""
+  def count(shard):
+    ds = tf.data.TFRecordDataset(shard, compression_type=compression)
+    try:
+      return int(ds.reduce(np.int64(0), lambda n, _: n + 1))
+    except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as e:
+      n = int(ds.ignore_errors().reduce(np.int64(0), lambda n, _: n + 1))
+      audio_lib.BAD_FILES.report(shard, f"truncated or corrupt after {n} records: the rest is "
+                                        f"skipped ({type(e).__name__})")
+      return n
+
+  counts, started, last = {}, time.time(), time.time()
+  print(f"[cola_tf] counting the records of {len(shards)} TFRecord shard(s) (no "
+        f"{TFRECORD_INDEX}; pass TFRecordSource.num_records to skip this)", flush=True)
+  with futures.ThreadPoolExecutor(max(1, min(parallel, len(shards)))) as pool:
+    jobs = {pool.submit(count, s): s for s in shards}
+    for job in futures.as_completed(jobs):
+      counts[jobs[job]] = job.result()
+      if time.time() - last > 10 or len(counts) == len(shards):
+        last = time.time()
+        print(f"[cola_tf] counted {len(counts)}/{len(shards)} shards: "
+              f"{sum(counts.values())} records, {last - started:.0f}s", flush=True)
+  return [counts[s] for s in shards]
 
 
 @gin.configurable
-class TFDSSource:
+class TFDSSource(EncodedSource):
   """A TFDS audio dataset (e.g. 'speech_commands') prepared in `data_dir`.
 
   Nothing is downloaded unless `download=True`: a dataset that is not prepared locally is an
@@ -301,8 +453,9 @@ class TFDSSource:
   def describe(self):
     return f"TFDSSource({self.name}[{self.split}]: {len(self)} clips at {self.rate} Hz)"
 
-  def waveforms(self, sample_rate, num_shards=1, shard_index=0, seed=0, shuffle=True,
-                deterministic=False, native_only=False):
+  def clips(self, sample_rate, num_shards=1, shard_index=0, seed=0, shuffle=True,
+            deterministic=False, native_only=False, max_seconds=None):
+    """As `EncodedSource.clips` (TFDS decodes whole clips; the window is cut after)."""
     import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
     if native_only and self.rate != sample_rate:
       raise ValueError(f"{self.describe()}: tf.data service workers cannot resample "
@@ -311,15 +464,20 @@ class TFDSSource:
         shuffle_seed=seed, interleave_cycle_length=tf.data.AUTOTUNE,
         input_context=tf.distribute.InputContext(num_shards, shard_index, 1))
     ds = self.builder.as_dataset(split=self.split, shuffle_files=shuffle,
-                                 read_config=read_config)
+                                 read_config=read_config).enumerate()
+    max_samples = max_seconds and int(round(max_seconds * sample_rate))
 
-    def to_waveform(example):
+    def to_waveform(index, example):
       waveform = tf.cast(example[self.audio_key], tf.float32) * self.scale
       if waveform.shape.rank == 2:
         waveform = tf.reduce_mean(waveform, axis=-1)
+      seconds = tf.cast(tf.shape(waveform)[0], tf.float32) / self.rate
       if self.rate != sample_rate:
         waveform = audio_lib.resample(waveform, self.rate, sample_rate)
-      return waveform
+      key = tf.stack([tf.constant(seed, tf.int64), index])
+      waveform = audio_lib.random_window(waveform, max_samples, key)
+      name = tf.strings.join([f"{self.name}[{self.split}]#", tf.strings.as_string(index)])
+      return waveform, tf.size(waveform) > 0, seconds, name
 
-    return ds.map(to_waveform, num_parallel_calls=tf.data.AUTOTUNE,
-                  deterministic=deterministic).filter(lambda w: tf.size(w) > 0)
+    return _usable(ds.map(to_waveform, num_parallel_calls=tf.data.AUTOTUNE,
+                          deterministic=deterministic))
