@@ -139,6 +139,64 @@ def test_clip_level_normalisation_in_the_export(mode, invariant):
     assert same == invariant
 
 
+@pytest.mark.parametrize("padding", ["centre_reflect", "end_zero"])
+@pytest.mark.parametrize("normalization", ["none", "per_example"])
+@pytest.mark.parametrize("mode", ["l2_window", "l2_clip", "none"])
+def test_shared_stft_equals_the_per_window_reference(mode, padding, normalization):
+  """Timestamp and scene embeddings from one STFT per clip equal the reference, which puts
+  each window through the whole frontend. The encoder here flattens the log-mel, so the
+  embeddings are every model input number: an edge frame or a window's scale gone wrong
+  shows. Clips: empty, shorter than a window, exactly one window, 1 s (scene windows on the
+  frame grid), several seconds (last scene window off it); batches of 1 to 3."""
+  import tf_keras
+  from cola_tf import frontend as frontend_lib
+  frontend = frontend_lib.LogMelFrontend(waveform_normalization=mode, padding=padding,
+                                         normalization=normalization)
+  frames = frontend.num_frames(15360)
+  encoder = tf_keras.Sequential([tf_keras.Input((frames, 64)), tf_keras.layers.Flatten()])
+  module = export_lib.FrozenEncoder(frontend, encoder, 15360, chunk_windows=7)
+  assert module.shared_stft
+  rng = np.random.default_rng(5)
+  for batch, samples in ((1, 0), (2, 100), (1, 15360), (2, 16000), (3, 3 * SR + 37)):
+    # A rising envelope: windows of very different norms within one clip.
+    audio = (rng.uniform(-0.5, 0.5, (batch, samples))
+             * np.linspace(0.01, 1.0, samples)).astype(np.float32)
+    emb, stamps = module.timestamp_embeddings(audio)
+    ref, ref_stamps = module.timestamp_embeddings_reference(audio)
+    np.testing.assert_array_equal(stamps.numpy(), ref_stamps.numpy())
+    np.testing.assert_allclose(emb.numpy(), ref.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(module.scene_embeddings(audio).numpy(),
+                               module.scene_embeddings_reference(audio).numpy(),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_shared_stft_falls_back_off_the_frame_grid():
+  """A frontend hop that does not divide the 50 ms timestamp hop: the reference path."""
+  import tf_keras
+  from cola_tf import frontend as frontend_lib
+  frontend = frontend_lib.LogMelFrontend(hop_length=150)
+  frames = frontend.num_frames(15360)
+  encoder = tf_keras.Sequential([tf_keras.Input((frames, 64)), tf_keras.layers.Flatten()])
+  module = export_lib.FrozenEncoder(frontend, encoder, 15360)
+  assert not module.shared_stft
+  audio = np.random.default_rng(6).uniform(-0.5, 0.5, (1, 20000)).astype(np.float32)
+  np.testing.assert_array_equal(module.timestamp_embeddings(audio)[0].numpy(),
+                                module.timestamp_embeddings_reference(audio)[0].numpy())
+
+
+def test_exported_shared_stft_equals_the_reference(trained):
+  """The trained small_cnn export: its (shared-STFT) timestamp and scene embeddings equal
+  the per-window reference functions saved beside them."""
+  saved = tf.saved_model.load(trained[1])
+  audio = np.random.default_rng(7).uniform(-0.5, 0.5, (2, 45000)).astype(np.float32)
+  np.testing.assert_allclose(saved.timestamp_embeddings(audio)[0].numpy(),
+                             saved.timestamp_embeddings_reference(audio)[0].numpy(),
+                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(saved.scene_embeddings(audio).numpy(),
+                             saved.scene_embeddings_reference(audio).numpy(),
+                             rtol=1e-4, atol=1e-5)
+
+
 def test_hear_api_shapes_timestamps_and_batches(trained):
   _, export_dir = trained
   model = hear_module.load_model(export_dir)
