@@ -97,7 +97,8 @@ class FrozenEncoder(tf.Module):
     starts on the frontend's frame grid and windows with interior frames."""
     fe = self._frontend
     return (self.timestamp_hop % fe.hop_length == 0 and self.scene_hop % fe.hop_length == 0
-            and self.window_samples % fe.hop_length == 0 and fe.frame_offset() <= 0 and fe.edge_pieces(self.window_samples) is not None)
+            and self.window_samples % fe.hop_length == 0 and fe.frame_offset() <= 0
+            and fe.edge_pieces(self.window_samples) is not None)
 
   def _window_embeddings(self, windows):
     features = self.encoder(self._frontend(windows), training=False)
