@@ -193,7 +193,7 @@ class FrozenEncoder(tf.Module):
     """'valid' mel power frames 0..num_frames-1 of `signal` [batch, samples] -> [batch,
     num_frames, mels], FRAMES_PER_CHUNK frames (over the batch) at a time."""
     fe = self._frontend
-    per_chunk = tf.maximum(FRAMES_PER_CHUNK // tf.shape(signal)[0], 1)
+    per_chunk = tf.maximum(FRAMES_PER_CHUNK // tf.maximum(tf.shape(signal)[0], 1), 1)
     chunks = (num_frames + per_chunk - 1) // per_chunk
     out = tf.TensorArray(tf.float32, size=chunks, infer_shape=False,
                          element_shape=tf.TensorShape([None, None, fe.num_mel_bins]))
