@@ -111,12 +111,56 @@ class LogMelFrontend:
       return l2_normalize(waveform)
     return tf.convert_to_tensor(waveform, tf.float32)
 
-  def log_mel(self, waveform):
-    """[..., samples] float32 -> [..., frames, num_mel_bins] (no normalisation of any kind).
+  def frame_offset(self):
+    """Frame j of a model input starts at its sample j * hop_length + frame_offset() (a
+    negative offset reaches into the 'centre_reflect' padding)."""
+    return -(self.window_length // 2) if self.padding == "centre_reflect" else 0
 
-    'centre_reflect' needs more than window_length // 2 samples."""
+  def interior_frames(self, num_samples):
+    """(lo, hi): frames lo..hi-1 of a model input of `num_samples` see only its own samples,
+    none of the padding. Those frames of a window cut from a longer signal equal the frames
+    of the signal itself; the others ('edge frames') see padding and must be computed from
+    the window (`edge_pieces`, `edge_mel_power`)."""
+    offset, hop = self.frame_offset(), self.hop_length
+    lo = -(offset // hop)  # ceil(-offset / hop)
+    hi = min((int(num_samples) - self.window_length - offset) // hop + 1,
+             self.num_frames(num_samples))
+    return lo, max(hi, lo)
+
+  def edge_pieces(self, num_samples):
+    """(head_samples, tail_start): the edge frames of a model input of `num_samples` are
+    `edge_mel_power(x[..., :head_samples], x[..., tail_start:])`. tail_start is a multiple
+    of hop_length. None when the input has no interior frame."""
+    lo, hi = self.interior_frames(num_samples)
+    if hi <= lo:
+      return None
+    offset, hop = self.frame_offset(), self.hop_length
+    # Frames 0..lo-1 end by (lo - 1) * hop + offset + window_length; reflect padding needs
+    # more samples than it pads.
+    head = max((lo - 1) * hop + offset + self.window_length, -offset + 1) if lo else 0
+    tail_start = (hi - lo) * hop  # frames >= lo of the tail piece are the input's >= hi
+    if int(num_samples) - tail_start <= -offset or head > int(num_samples):
+      return None
+    return head, tail_start
+
+  def edge_mel_power(self, head, tail):
+    """Linear mel power of the edge frames of model inputs (see `edge_pieces`):
+    ([..., lo, mels] from `head`, [..., frames - hi, mels] from `tail`)."""
+    lo = -(self.frame_offset() // self.hop_length)
+    tail = self.mel_power(tail)[..., lo:, :]
+    if not lo:  # no head frames ('end_zero')
+      return tail[..., :0, :], tail
+    return self.mel_power(head)[..., :lo, :], tail
+
+  def mel_power(self, waveform, padding=None):
+    """[..., samples] float32 -> linear mel power [..., frames, num_mel_bins] (no
+    normalisation of any kind). `padding` is the frontend's own by default, or 'valid':
+    frame j is samples [j * hop, j * hop + window_length), no padding, so frames of a long
+    signal can be computed in pieces. 'centre_reflect' needs more than window_length // 2
+    samples."""
     waveform = tf.convert_to_tensor(waveform, tf.float32)
-    if self.padding == "centre_reflect":
+    padding = padding or self.padding
+    if padding == "centre_reflect":
       # torch.stft(center=True) pads n_fft // 2 and centres the window in the FFT frame;
       # the samples a frame sees are the same as padding window_length // 2 here.
       half = self.window_length // 2
@@ -124,11 +168,38 @@ class LogMelFrontend:
       waveform = tf.pad(waveform, [[0, 0]] * (rank - 1) + [[half, half]], mode="REFLECT")
     stft = tf.signal.stft(waveform, frame_length=self.window_length,
                           frame_step=self.hop_length, fft_length=self.fft_length,
-                          window_fn=self._window_fn, pad_end=self.padding == "end_zero")
+                          window_fn=self._window_fn, pad_end=padding == "end_zero")
     power = tf.math.square(tf.math.abs(stft))
     mel = tf.tensordot(power, self._mel_matrix, axes=1)
     mel.set_shape(power.shape[:-1].concatenate([self.num_mel_bins]))
-    return tf.math.log(tf.maximum(mel, self.log_floor))
+    return mel
+
+  def log_compress(self, mel_power):
+    """log(max(mel power, log_floor))."""
+    return tf.math.log(tf.maximum(mel_power, self.log_floor))
+
+  def log_mel(self, waveform):
+    """[..., samples] float32 -> [..., frames, num_mel_bins] (no normalisation of any kind).
+
+    'centre_reflect' needs more than window_length // 2 samples."""
+    return self.log_compress(self.mel_power(waveform))
+
+  def window_power_scale(self, sum_squares):
+    """What 'l2_window' multiplies a model input's (mel) power by, from the input's sum of
+    squared samples: the square of tf.math.l2_normalize's factor (None for other modes)."""
+    if self.waveform_normalization != "l2_window":
+      return None
+    scale = tf.math.rsqrt(tf.maximum(sum_squares, L2_EPSILON))
+    return scale * scale
+
+  def features_from_mel_power(self, mel_power, sum_squares=None):
+    """Model inputs from the linear mel power of un-normalised inputs [..., frames, mels]
+    and their sums of squared samples [...]: the same numbers as `__call__` on the inputs
+    (up to float rounding; no noise), as scaling a waveform by a scales its power by a^2."""
+    scale = self.window_power_scale(sum_squares)
+    if scale is not None:
+      mel_power = mel_power * scale[..., None, None]
+    return self.normalize(self.log_compress(mel_power))
 
   def normalize(self, log_mel):
     """Per-input standardisation of [..., frames, mels] (a no-op for 'none')."""

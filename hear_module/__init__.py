@@ -5,7 +5,7 @@
   scene = hear_module.get_scene_embeddings(audio, model)            # [n_sounds, D]
   emb, ts = hear_module.get_timestamp_embeddings(audio, model)      # [n, frames, D], [n, frames]
 
-`audio` is float32 [n_sounds, n_samples] at 16 kHz in [-1, 1] (tf.Tensor or numpy). Frame
+`audio` is [n_sounds, n_samples] at 16 kHz in [-1, 1] (tf.Tensor or numpy). Frame
 embeddings come every 50 ms, centred on their timestamps (0 ms, 50 ms, ... up to the clip's
 duration, in milliseconds), each from the 0.96 s window around it (zero-padded past the
 clip's ends). The scene embedding is the mean of the embeddings of half-overlapping 0.96 s
@@ -14,10 +14,26 @@ windows that lie within the clip (the last one ends at the clip's end; a clip sh
 (the training recipe's waveform normalisation), so the clip's gain does not change the
 embeddings. Clips are embedded a few at a time and windows in chunks, so memory stays
 bounded for long audio.
+
+Input handling:
+* dtype: float32 as is; other floating types (float64, soundfile's default, float16,
+  bfloat16) are cast to float32. Integer PCM (int16, int32, ...) is refused with a
+  ValueError (no guessing of its full scale: divide int16 by 32768 yourself).
+* level: audio is expected in [-1, 1]; if a batch peaks above 1.5 in magnitude a
+  UserWarning (`AudioRangeWarning`) is issued, once per process (integer PCM cast to float
+  without scaling is the usual cause). Such audio is still embedded.
+* 0-sample clips ([n_sounds, 0]) are silence: the scene embedding is that of one all-zero
+  window, and the timestamp embeddings are one frame, at 0 ms, of an all-zero window.
+* NaN or Inf, or a shape other than [n_sounds, n_samples]: ValueError.
+
+`load_model(path, **options)` takes heareval's `--model-options` JSON as keywords:
+* clips_per_call (int >= 1, default 16): clips per call into the SavedModel (memory grows
+  with it for long clips).
 This package does not import cola_tf.
 """
 import json
 import os
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -25,13 +41,24 @@ import tensorflow as tf
 METADATA = "cola_metadata.json"
 # Clips per call into the SavedModel: bounds memory for batches of long clips.
 CLIPS_PER_CALL = 16
+# A batch peaking above this (in magnitude) gets one AudioRangeWarning per process.
+LOUD_PEAK = 1.5
+# load_model's keyword options (heareval's --model-options) and what they must be.
+MODEL_OPTIONS = {"clips_per_call": "an int >= 1 (clips per call into the SavedModel; default "
+                                   f"{CLIPS_PER_CALL})"}
+_warned_loud = False
+
+
+class AudioRangeWarning(UserWarning):
+  """Audio far outside [-1, 1] (see the module docstring)."""
 
 
 class ColaHearModel(tf.Module):
   """The loaded export: a tf.Module with the attributes the HEAR API asks for."""
 
-  def __init__(self, path):
+  def __init__(self, path, clips_per_call=CLIPS_PER_CALL):
     super().__init__(name="cola_hear_model")
+    self.clips_per_call = clips_per_call
     meta_path = os.path.join(path, METADATA)
     if not tf.io.gfile.exists(meta_path):
       raise ValueError(f"load_model: {path!r} is not a cola_tf export (no {METADATA}); "
@@ -44,27 +71,46 @@ class ColaHearModel(tf.Module):
     self.timestamp_embedding_size = int(self.metadata["timestamp_embedding_size"])
 
 
-def load_model(model_file_path=""):
-  """Loads a cola_tf export folder (written by `python -m cola_tf.export`)."""
+def load_model(model_file_path="", **options):
+  """Loads a cola_tf export folder (written by `python -m cola_tf.export`). `options` are
+  heareval's `--model-options` (see MODEL_OPTIONS)."""
+  unknown = sorted(set(options) - set(MODEL_OPTIONS))
+  if unknown:
+    accepted = "; ".join(f"{k}: {v}" for k, v in MODEL_OPTIONS.items())
+    raise ValueError(f"load_model: unknown option(s) {unknown}; accepted: {accepted}")
+  clips = options.get("clips_per_call", CLIPS_PER_CALL)
+  if isinstance(clips, bool) or not isinstance(clips, int) or clips < 1:
+    raise ValueError(f"load_model: clips_per_call must be {MODEL_OPTIONS['clips_per_call']}, "
+                     f"got {clips!r}")
   if not model_file_path:
     raise ValueError("load_model needs the path of a cola_tf export folder (a SavedModel "
                      "written by `python -m cola_tf.export`)")
-  return ColaHearModel(model_file_path)
+  return ColaHearModel(model_file_path, clips_per_call=clips)
 
 
 def _check_audio(audio, model):
+  global _warned_loud
   if not isinstance(model, ColaHearModel):
     raise ValueError(f"expected a model from hear_module.load_model, got {type(model).__name__}")
-  dtype = audio.dtype if tf.is_tensor(audio) else np.asarray(audio).dtype
-  if tf.as_dtype(dtype) != tf.float32:
-    raise ValueError(f"audio must be float32 [n_sounds, n_samples] at {model.sample_rate} Hz, "
-                     f"got dtype {tf.as_dtype(dtype).name}")
-  audio = tf.convert_to_tensor(audio, tf.float32)
+  expected = f"float32 [n_sounds, n_samples] at {model.sample_rate} Hz in [-1, 1]"
+  dtype = tf.as_dtype(audio.dtype if tf.is_tensor(audio) else np.asarray(audio).dtype)
+  if not dtype.is_floating:
+    hint = (" (integer PCM: divide by its full scale, e.g. int16 by 32768)" if dtype.is_integer
+            else "")
+    raise ValueError(f"audio must be {expected}, got dtype {dtype.name}{hint}")
+  audio = tf.cast(audio, tf.float32) if tf.is_tensor(audio) else tf.convert_to_tensor(
+      np.asarray(audio, np.float32))
   if audio.shape.rank != 2:
-    raise ValueError(f"audio must be float32 [n_sounds, n_samples] at {model.sample_rate} Hz, "
-                     f"got shape {audio.shape}")
+    raise ValueError(f"audio must be {expected}, got shape {audio.shape}")
   if not bool(tf.reduce_all(tf.math.is_finite(audio))):
     raise ValueError("audio contains NaN or Inf values")
+  if not _warned_loud and tf.size(audio) > 0:
+    peak = float(tf.reduce_max(tf.abs(audio)))
+    if peak > LOUD_PEAK:
+      _warned_loud = True
+      warnings.warn(f"audio peaks at |x| = {peak:.4g}, far outside [-1, 1]: HEAR audio is float "
+                    "in [-1, 1] (was integer PCM cast without scaling?). Embedding it anyway; "
+                    "this warning is shown once.", AudioRangeWarning, stacklevel=3)
   return audio
 
 
@@ -75,8 +121,8 @@ def get_timestamp_embeddings(audio, model):
   if n == 0:
     frames = int(audio.shape[1]) * 1000 // model.sample_rate // 50 + 1
     return (tf.zeros([0, frames, model.timestamp_embedding_size]), tf.zeros([0, frames]))
-  parts = [model.saved_model.timestamp_embeddings(audio[i:i + CLIPS_PER_CALL])
-           for i in range(0, n, CLIPS_PER_CALL)]
+  step = model.clips_per_call
+  parts = [model.saved_model.timestamp_embeddings(audio[i:i + step]) for i in range(0, n, step)]
   return tf.concat([p[0] for p in parts], 0), tf.concat([p[1] for p in parts], 0)
 
 
@@ -86,5 +132,6 @@ def get_scene_embeddings(audio, model):
   n = int(audio.shape[0])
   if n == 0:
     return tf.zeros([0, model.scene_embedding_size])
-  return tf.concat([model.saved_model.scene_embeddings(audio[i:i + CLIPS_PER_CALL])
-                    for i in range(0, n, CLIPS_PER_CALL)], 0)
+  step = model.clips_per_call
+  return tf.concat([model.saved_model.scene_embeddings(audio[i:i + step])
+                    for i in range(0, n, step)], 0)

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import gin
 import numpy as np
@@ -139,6 +140,64 @@ def test_clip_level_normalisation_in_the_export(mode, invariant):
     assert same == invariant
 
 
+@pytest.mark.parametrize("padding", ["centre_reflect", "end_zero"])
+@pytest.mark.parametrize("normalization", ["none", "per_example"])
+@pytest.mark.parametrize("mode", ["l2_window", "l2_clip", "none"])
+def test_shared_stft_equals_the_per_window_reference(mode, padding, normalization):
+  """Timestamp and scene embeddings from one STFT per clip equal the reference, which puts
+  each window through the whole frontend. The encoder here flattens the log-mel, so the
+  embeddings are every model input number: an edge frame or a window's scale gone wrong
+  shows. Clips: empty, shorter than a window, exactly one window, 1 s (scene windows on the
+  frame grid), several seconds (last scene window off it); batches of 1 to 3."""
+  import tf_keras
+  from cola_tf import frontend as frontend_lib
+  frontend = frontend_lib.LogMelFrontend(waveform_normalization=mode, padding=padding,
+                                         normalization=normalization)
+  frames = frontend.num_frames(15360)
+  encoder = tf_keras.Sequential([tf_keras.Input((frames, 64)), tf_keras.layers.Flatten()])
+  module = export_lib.FrozenEncoder(frontend, encoder, 15360, chunk_windows=7)
+  assert module.shared_stft
+  rng = np.random.default_rng(5)
+  for batch, samples in ((1, 0), (2, 100), (1, 15360), (2, 16000), (3, 3 * SR + 37)):
+    # A rising envelope: windows of very different norms within one clip.
+    audio = (rng.uniform(-0.5, 0.5, (batch, samples))
+             * np.linspace(0.01, 1.0, samples)).astype(np.float32)
+    emb, stamps = module.timestamp_embeddings(audio)
+    ref, ref_stamps = module.timestamp_embeddings_reference(audio)
+    np.testing.assert_array_equal(stamps.numpy(), ref_stamps.numpy())
+    np.testing.assert_allclose(emb.numpy(), ref.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(module.scene_embeddings(audio).numpy(),
+                               module.scene_embeddings_reference(audio).numpy(),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_shared_stft_falls_back_off_the_frame_grid():
+  """A frontend hop that does not divide the 50 ms timestamp hop: the reference path."""
+  import tf_keras
+  from cola_tf import frontend as frontend_lib
+  frontend = frontend_lib.LogMelFrontend(hop_length=150)
+  frames = frontend.num_frames(15360)
+  encoder = tf_keras.Sequential([tf_keras.Input((frames, 64)), tf_keras.layers.Flatten()])
+  module = export_lib.FrozenEncoder(frontend, encoder, 15360)
+  assert not module.shared_stft
+  audio = np.random.default_rng(6).uniform(-0.5, 0.5, (1, 20000)).astype(np.float32)
+  np.testing.assert_array_equal(module.timestamp_embeddings(audio)[0].numpy(),
+                                module.timestamp_embeddings_reference(audio)[0].numpy())
+
+
+def test_exported_shared_stft_equals_the_reference(trained):
+  """The trained small_cnn export: its (shared-STFT) timestamp and scene embeddings equal
+  the per-window reference functions saved beside them."""
+  saved = tf.saved_model.load(trained[1])
+  audio = np.random.default_rng(7).uniform(-0.5, 0.5, (2, 45000)).astype(np.float32)
+  np.testing.assert_allclose(saved.timestamp_embeddings(audio)[0].numpy(),
+                             saved.timestamp_embeddings_reference(audio)[0].numpy(),
+                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(saved.scene_embeddings(audio).numpy(),
+                             saved.scene_embeddings_reference(audio).numpy(),
+                             rtol=1e-4, atol=1e-5)
+
+
 def test_hear_api_shapes_timestamps_and_batches(trained):
   _, export_dir = trained
   model = hear_module.load_model(export_dir)
@@ -176,8 +235,10 @@ def test_hear_api_long_audio(trained):
 
 @pytest.mark.parametrize("audio,match", [
     (np.zeros(16000, np.float32), r"got shape \(16000,\)"),
-    (np.zeros((1, 16000), np.float64), "got dtype float64"),
-    (np.zeros((1, 16000), np.int16), "got dtype int16"),
+    (np.zeros((1, 16000), np.int16), r"got dtype int16 \(integer PCM: divide by its full "
+                                     r"scale, e.g. int16 by 32768\)"),
+    (np.zeros((1, 16000), np.int32), "must be float32 .* got dtype int32"),
+    (np.zeros((1, 16000), bool), "got dtype bool"),
     (np.full((1, 16000), np.nan, np.float32), "NaN or Inf"),
 ])
 def test_hear_api_bad_input_errors(trained, audio, match):
@@ -185,6 +246,61 @@ def test_hear_api_bad_input_errors(trained, audio, match):
   for fn in (hear_module.get_scene_embeddings, hear_module.get_timestamp_embeddings):
     with pytest.raises(ValueError, match=match):
       fn(audio, model)
+
+
+def test_hear_api_casts_floats_and_warns_once_on_loud_audio(trained, monkeypatch):
+  """float64 (soundfile's default) and float16 are cast to float32; audio peaking far
+  outside [-1, 1] is embedded, with one AudioRangeWarning per process."""
+  model = hear_module.load_model(trained[1])
+  audio = np.random.default_rng(8).uniform(-0.5, 0.5, (2, 20000))
+  want = hear_module.get_scene_embeddings(audio.astype(np.float32), model).numpy()
+  for cast in (np.float64, np.float16):
+    got = hear_module.get_scene_embeddings(audio.astype(cast), model).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-2 if cast == np.float16 else 1e-6, atol=1e-3)
+  emb, _ = hear_module.get_timestamp_embeddings(tf.constant(audio), model)  # a float64 tensor
+  assert emb.dtype == tf.float32
+  monkeypatch.setattr(hear_module, "_warned_loud", False)
+  with pytest.warns(hear_module.AudioRangeWarning,
+                    match=r"peaks at \|x\| = 3\.27\de\+04, far outside"):
+    loud = hear_module.get_scene_embeddings((32767 * 2 * audio).astype(np.float32), model)
+  np.testing.assert_allclose(loud.numpy(), want, rtol=1e-4, atol=1e-5)  # the recipe: gain-free
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # no second warning
+    hear_module.get_timestamp_embeddings((32767 * 2 * audio).astype(np.float32), model)
+  monkeypatch.setattr(hear_module, "_warned_loud", False)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")  # 1.5 is the threshold
+    hear_module.get_scene_embeddings(np.full((1, 100), 1.5, np.float32), model)
+
+
+def test_hear_api_zero_sample_clips_are_silence(trained):
+  """[n, 0] audio: the scene embedding of one all-zero window; one timestamp frame, 0 ms."""
+  model = hear_module.load_model(trained[1])
+  silence = model.saved_model.window_embeddings(np.zeros((1, 15360), np.float32)).numpy()
+  empty = np.zeros((2, 0), np.float32)
+  scene = hear_module.get_scene_embeddings(empty, model).numpy()
+  np.testing.assert_allclose(scene, np.repeat(silence, 2, 0), rtol=1e-5, atol=1e-6)
+  emb, stamps = hear_module.get_timestamp_embeddings(empty, model)
+  assert emb.shape == (2, 1, model.timestamp_embedding_size)
+  np.testing.assert_array_equal(stamps.numpy(), [[0.0], [0.0]])
+  np.testing.assert_allclose(emb.numpy()[:, 0], np.repeat(silence, 2, 0), rtol=1e-5, atol=1e-6)
+
+
+def test_load_model_options(trained):
+  """heareval passes --model-options as keywords: clips_per_call; anything else is refused."""
+  model = hear_module.load_model(trained[1], clips_per_call=1)
+  assert model.clips_per_call == 1
+  audio = np.random.default_rng(9).uniform(-0.5, 0.5, (3, 17000)).astype(np.float32)
+  np.testing.assert_allclose(hear_module.get_scene_embeddings(audio, model).numpy(),
+                             hear_module.get_scene_embeddings(
+                                 audio, hear_module.load_model(trained[1])).numpy(),
+                             rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match=r"unknown option\(s\) \['batch', 'reference'\]; "
+                                       r"accepted: clips_per_call: an int >= 1"):
+    hear_module.load_model(trained[1], reference=True, batch=4)
+  for bad in (0, 2.0, True, "4"):
+    with pytest.raises(ValueError, match="clips_per_call must be an int >= 1"):
+      hear_module.load_model(trained[1], clips_per_call=bad)
 
 
 def test_load_model_errors(tmp_path):

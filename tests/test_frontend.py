@@ -112,3 +112,24 @@ def test_per_example_normalisation_and_params():
 def test_bad_parameters_are_errors(kwargs):
   with pytest.raises(ValueError, match="LogMelFrontend"):
     frontend_lib.LogMelFrontend(**kwargs)
+
+
+@pytest.mark.parametrize("padding,lo,hi,head,tail_start", [
+    ("centre_reflect", 2, 95, 360, 93 * 160), ("end_zero", 0, 94, 0, 94 * 160)])
+def test_window_frames_from_the_signal_and_edge_pieces(padding, lo, hi, head, tail_start):
+  """A window's interior frames are 'valid' frames of the signal it is cut from; its edge
+  frames come from its head and tail pieces; with its sum of squares, the mel power gives
+  the frontend's output (what the export's shared-STFT path relies on)."""
+  fe = frontend_lib.LogMelFrontend(padding=padding, normalization="per_example")
+  assert fe.interior_frames(15360) == (lo, hi)
+  assert fe.edge_pieces(15360) == (head, tail_start)
+  assert fe.edge_pieces(300) is None  # no interior frame
+  signal = np.random.default_rng(4).uniform(-0.5, 0.5, (2, 40000)).astype(np.float32)
+  start = 7 * 160 - fe.frame_offset()  # a window on the signal's frame grid
+  window = signal[:, start:start + 15360]
+  valid = fe.mel_power(signal, padding="valid").numpy()
+  head_mel, tail_mel = fe.edge_mel_power(window[:, :head], window[:, tail_start:])
+  mel = np.concatenate([head_mel, valid[:, 7 + lo:7 + hi], tail_mel], axis=1)
+  np.testing.assert_allclose(mel, fe.mel_power(window).numpy(), rtol=1e-5, atol=1e-9)
+  got = fe.features_from_mel_power(mel, np.sum(np.square(window), axis=-1)).numpy()
+  np.testing.assert_allclose(got, fe(window).numpy(), rtol=1e-5, atol=1e-5)
