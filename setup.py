@@ -22,6 +22,6 @@ setup(
     extras_require={
         # Native FLAC/MP3/OGG ops; they fail to load on TF 2.20, so never required.
         "tfio": ["tensorflow-io==0.37.1"],
-        "test": ["pytest>=8"],
+        "test": ["pytest>=8", "ruff>=0.6"],
     },
 )

@@ -74,3 +74,9 @@ def make_speech_commands_tree(root, num_words=3, num_speakers=10):
       f.write("".join(r + "\n" for r in sorted(rels)))
 
 
+
+
+def pytest_configure(config):
+  config.addinivalue_line(
+      "markers", "slow: end-to-end runs (training, multi-worker, experiment); the edit loop "
+      "runs `pytest -m 'not slow' tests`, CI runs everything")

@@ -11,8 +11,10 @@ import pytest
 
 from conftest import REPO, subprocess_env
 
-pytestmark = pytest.mark.skipif(not shutil.which("espeak-ng"),
-                                reason="the experiment's corpus needs espeak-ng (setup.sh)")
+pytestmark = [
+    pytest.mark.slow,  # end-to-end runs in subprocesses: `-m "not slow"` skips them
+    pytest.mark.skipif(not shutil.which("espeak-ng"),
+                       reason="the experiment's corpus needs espeak-ng (setup.sh)")]
 
 TOY = ["--speakers", "8", "--words", "4", "--takes", "3", "--unlabeled", "12", "--steps", "6",
        "--seeds", "2", "--probe_epochs", "5", "--ablations", "--no_heareval"]

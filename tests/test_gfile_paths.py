@@ -2,6 +2,7 @@
 (TF's GCS filesystem has its endpoints compiled in, so no local emulator can stand in).
 Data, model_dir, operative config, checkpoints, resume, export, HEAR and the probe's readers
 all go through tf.io.gfile."""
+import pytest
 import os
 
 import gin
@@ -16,6 +17,8 @@ from cola_tf import trainer as train_lib
 from cola_tf.data import sources
 from cola_tf.data import synthetic
 from conftest import REPO, make_speech_commands_tree
+
+pytestmark = pytest.mark.slow  # end-to-end runs in subprocesses: `-m "not slow"` skips them
 
 TINY = os.path.join(REPO, "gin", "tiny.gin")
 

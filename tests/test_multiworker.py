@@ -7,9 +7,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from cola_tf.data import synthetic
 from conftest import REPO, subprocess_env
+
+pytestmark = pytest.mark.slow  # end-to-end runs in subprocesses: `-m "not slow"` skips them
 
 
 def _free_ports(n):

@@ -17,6 +17,8 @@ from cola_tf import configuration
 from cola_tf import trainer as train_lib
 from conftest import REPO, subprocess_env
 
+pytestmark = pytest.mark.slow  # end-to-end runs in subprocesses: `-m "not slow"` skips them
+
 TINY = os.path.join(REPO, "gin", "tiny.gin")
 FAST = ["SyntheticSource.num_clips = 64", "train.global_batch_size = 16",
         "train.steps_per_loop = 5", "train.checkpoint_every = 10",
