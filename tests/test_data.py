@@ -308,12 +308,30 @@ def test_tf_data_service_runs_the_pipeline_without_python_in_the_graph(tmp_path)
   native = pipeline.decoded_clips(source, SR, shuffle=False, native_only=True)
   assert not any("PyFunc" in op for op in _ops(native))
   assert len(list(native)) == 6  # the 44.1 kHz and the broken file are dropped
-  dispatcher = tf.data.experimental.service.DispatchServer()
-  worker = tf.data.experimental.service.WorkerServer(  # noqa: F841  (kept alive)
-      tf.data.experimental.service.WorkerConfig(dispatcher_address=dispatcher.target.split("://")[1]))
-  ds = pipeline.pair_dataset(source, None, 4, fe, seed=0, data_service_address=dispatcher.target)
-  batch = next(iter(ds))
-  assert batch["anchor"].shape == (4, 97, 64) and batch["positive"].shape == (4, 97, 64)
+  # The service itself runs in a subprocess ending with os._exit: in-process servers can
+  # block in their destructors while a dynamically sharded job is live.
+  proc = subprocess.run([sys.executable, "-c", SERVICE_RUN, str(root)], cwd=REPO,
+                        env=subprocess_env(), capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "shapes (4, 97, 64) (4, 97, 64)" in proc.stdout, proc.stdout[-2000:]
+
+
+SERVICE_RUN = r"""
+import os, sys
+import tensorflow as tf
+from cola_tf import frontend
+from cola_tf.data import pipeline, sources
+service = tf.data.experimental.service
+dispatcher = service.DispatchServer()
+worker = service.WorkerServer(service.WorkerConfig(
+    dispatcher_address=dispatcher.target.split("://")[1]))
+ds = pipeline.pair_dataset(sources.FolderSource(sys.argv[1]), None, 4,
+                           frontend.LogMelFrontend(), seed=0,
+                           data_service_address=dispatcher.target)
+batch = next(iter(ds))
+print("shapes", tuple(batch["anchor"].shape), tuple(batch["positive"].shape), flush=True)
+os._exit(0)
+"""
 
 
 def test_disk_cache(tmp_path):
