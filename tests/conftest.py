@@ -31,6 +31,15 @@ def clean_gin():
   tf_keras.mixed_precision.set_global_policy("float32")
 
 
+def graph_ops(ds):
+  """Op types in a dataset's graph, its functions included (to check for Python ops)."""
+  graph = tf.compat.v1.GraphDef.FromString(ds._as_serialized_graph().numpy())  # pylint: disable=protected-access
+  ops = {n.op for n in graph.node}
+  for fn in graph.library.function:
+    ops |= {n.op for n in fn.node_def}
+  return ops
+
+
 def subprocess_env():
   env = dict(os.environ)
   env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")

@@ -14,7 +14,7 @@ from cola_tf.data import audio
 from cola_tf.data import make_tfrecords
 from cola_tf.data import pipeline
 from cola_tf.data import sources
-from conftest import REPO, make_speech_commands_tree, subprocess_env
+from conftest import REPO, graph_ops, make_speech_commands_tree, subprocess_env
 
 SR = 16000
 
@@ -285,14 +285,6 @@ def test_train_cli_pretrains_from_each_layout(tmp_path, layout):
   assert f"data: {source_name}(" in proc.stdout
 
 
-def _ops(ds):
-  graph = tf.compat.v1.GraphDef.FromString(ds._as_serialized_graph().numpy())  # pylint: disable=protected-access
-  ops = {n.op for n in graph.node}
-  for fn in graph.library.function:
-    ops |= {n.op for n in fn.node_def}
-  return ops
-
-
 def test_tf_data_service_runs_the_pipeline_without_python_in_the_graph(tmp_path):
   root = tmp_path / "wavs"
   root.mkdir()
@@ -304,9 +296,9 @@ def test_tf_data_service_runs_the_pipeline_without_python_in_the_graph(tmp_path)
   source = sources.FolderSource(str(root))
   local = pipeline.pair_dataset(source, None, 4, fe, seed=0)
   # The local path may fall back to Python (numpy_function); the service path may not.
-  assert any("PyFunc" in op for op in _ops(local))
+  assert any("PyFunc" in op for op in graph_ops(local))
   native = pipeline.decoded_clips(source, SR, shuffle=False, native_only=True)
-  assert not any("PyFunc" in op for op in _ops(native))
+  assert not any("PyFunc" in op for op in graph_ops(native))
   assert len(list(native)) == 6  # the 44.1 kHz and the broken file are dropped
   # The service itself runs in a subprocess ending with os._exit: in-process servers can
   # block in their destructors while a dynamically sharded job is live.

@@ -17,7 +17,7 @@ from cola_tf.data import audio
 from cola_tf.data import make_tfrecords
 from cola_tf.data import pipeline
 from cola_tf.data import sources
-from conftest import REPO, subprocess_env
+from conftest import REPO, graph_ops, subprocess_env
 
 SR = 16000
 
@@ -39,14 +39,6 @@ def _corpus(root, n=8, seconds=2.0, labels=("a", "b")):
   return manifest, clips
 
 
-def _ops(ds):
-  graph = tf.compat.v1.GraphDef.FromString(ds._as_serialized_graph().numpy())  # pylint: disable=protected-access
-  ops = {n.op for n in graph.node}
-  for fn in graph.library.function:
-    ops |= {n.op for n in fn.node_def}
-  return ops
-
-
 def test_pcm16_records_are_exact_and_read_by_a_graph_without_python(tmp_path):
   manifest, clips = _corpus(str(tmp_path / "audio"))
   out = str(tmp_path / "rec")
@@ -58,15 +50,15 @@ def test_pcm16_records_are_exact_and_read_by_a_graph_without_python(tmp_path):
   assert sorted(got) == sorted(clips)
   for path, want in clips.items():
     np.testing.assert_array_equal(got[path], want)  # 16-bit samples: bit exact
-  assert not any("PyFunc" in op for op in _ops(decoded))
+  assert not any("PyFunc" in op for op in graph_ops(decoded))
   pairs = pipeline.pair_dataset(source, None, 4, frontend_lib.LogMelFrontend(), seed=0)
-  assert not any("PyFunc" in op for op in _ops(pairs))
+  assert not any("PyFunc" in op for op in graph_ops(pairs))
   assert next(iter(pairs))["anchor"].shape == (4, 97, 64)
   # The FLAC layout still reads, through libsndfile.
   make_tfrecords.make_tfrecords(manifest, str(tmp_path / "flac"), 2, "flac", workers=1)
   flac = sources.TFRecordSource(str(tmp_path / "flac" / "shard-*.tfrecord"))
   assert flac.record_format == "flac" and len(list(flac.waveforms(SR))) == 8
-  assert any("PyFunc" in op for op in _ops(flac.waveforms(SR)))
+  assert any("PyFunc" in op for op in graph_ops(flac.waveforms(SR)))
 
 
 def test_pcm16_window_is_a_slice_of_the_clip_and_bad_bytes_are_flagged():
