@@ -42,7 +42,6 @@ training step and the hash of the gin config.
 """
 import argparse
 import hashlib
-import json
 import os
 
 import official.modeling.optimization  # noqa: F401  (before gin parses the config)
@@ -55,11 +54,11 @@ from cola_tf import frontend as frontend_lib
 from cola_tf import model as model_lib
 from cola_tf import configuration
 from cola_tf import distribute
+from cola_tf import export_metadata
 from cola_tf import files
 from cola_tf import trainer  # noqa: F401  (registers every configurable the config names)
 from cola_tf.data import pipeline
 
-METADATA = "cola_metadata.json"
 TIMESTAMP_HOP_MS = 50.0
 SCENE_HOP_MS = 480.0
 # Clip frames per STFT call of the shared-STFT path (over the batch): bounds its memory.
@@ -328,9 +327,9 @@ def export(model_dir, output, checkpoint=None, chunk_windows=256, random_init_se
       "training_step": step,
       "checkpoint": path,
       "gin_config_sha1": hashlib.sha1(config.encode()).hexdigest(),
+      "weights_sha256": export_metadata.weights_sha256(model.encoder.weights),
   }
-  with tf.io.gfile.GFile(os.path.join(target, METADATA), "w") as f:
-    json.dump(metadata, f, indent=1)
+  export_metadata.write(target, metadata)
   if not in_place:
     if tf.io.gfile.exists(output):
       tf.io.gfile.rmtree(output)
