@@ -40,6 +40,23 @@ def graph_ops(ds):
   return ops
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+  """(model_dir, export_dir) of a quick tiny.gin run through the CLI, which exports at its
+  end. Shared by the export, HEAR and adapter tests: treat it as read-only."""
+  model_dir = str(tmp_path_factory.mktemp("tiny_run") / "run")
+  args = [sys.executable, "-m", "cola_tf.train", "--gin_file",
+          os.path.join(REPO, "gin", "tiny.gin"), "--model_dir", model_dir]
+  for p in ("SyntheticSource.num_clips = 64", "train.global_batch_size = 16",
+            "train.total_steps = 6", "build_adamw.warmup_steps = 2", "train.steps_per_loop = 3"):
+    args += ["--gin_param", p]
+  proc = subprocess.run(args, cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
+                        timeout=600)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  assert "exported the frozen encoder (192-d, step 6)" in proc.stdout
+  return model_dir, os.path.join(model_dir, "export")
+
+
 def subprocess_env():
   env = dict(os.environ)
   env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 import hear_module
 from cola_tf import export as export_lib
+from cola_tf import export_metadata
 from cola_tf import prepare_speech_commands
 from conftest import REPO, make_speech_commands_tree, subprocess_env
 
@@ -20,19 +21,8 @@ SR = 16000
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-  """A quick tiny.gin run through the CLI, which exports at its end."""
-  model_dir = str(tmp_path_factory.mktemp("hear") / "run")
-  args = [sys.executable, "-m", "cola_tf.train", "--gin_file",
-          os.path.join(REPO, "gin", "tiny.gin"), "--model_dir", model_dir]
-  for p in ("SyntheticSource.num_clips = 64", "train.global_batch_size = 16",
-            "train.total_steps = 6", "build_adamw.warmup_steps = 2", "train.steps_per_loop = 3"):
-    args += ["--gin_param", p]
-  proc = subprocess.run(args, cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
-                        timeout=600)
-  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-  assert "exported the frozen encoder (192-d, step 6)" in proc.stdout
-  return model_dir, os.path.join(model_dir, "export")
+def trained(tiny_run):
+  return tiny_run
 
 
 def test_metadata(trained):
@@ -369,18 +359,20 @@ def test_prepare_speech_commands_writes_a_hear_task(tmp_path, classes):
 
 
 def test_heareval_linear_probe_through_the_harness(trained, tmp_path):
-  # probe_grid reaches heareval's hyperparameters (its "faster" grid barely trains here).
+  # probe_grid reaches heareval's hyperparameters (short, for the test's time).
   _, task_dir, _, _ = _prepared(tmp_path, 12, {"max_epochs": [4], "batch_size": [32]})
   work = str(tmp_path / "work")
   proc = subprocess.run([sys.executable, "-m", "cola_tf.hear_eval", "--model", trained[1],
-                         "--tasks", os.path.dirname(task_dir), "--work", work], cwd=REPO,
+                         "--tasks", os.path.dirname(task_dir), "--work", work,
+                         "--grid-points", "2"], cwd=REPO,
                         env=subprocess_env(), capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
   assert "Looks good!" in proc.stdout
-  line = [l for l in proc.stdout.splitlines() if "test top-1 accuracy" in l]
-  assert line and line[0].startswith("[hear_eval] speech_commands-v0.0.2-full: test top-1 accuracy")
-  scores_path = os.path.join(work, "embeddings", "hear_module", "speech_commands-v0.0.2-full",
-                             "test.predicted-scores.json")
+  line = [l for l in proc.stdout.splitlines() if ": top1_acc " in l]
+  assert line and line[0].startswith("[hear_eval] speech_commands-v0.0.2-full: top1_acc 0.")
+  model_id = export_metadata.identity(export_metadata.read(trained[1]))
+  scores_path = os.path.join(work, "embeddings", model_id, "hear_module",
+                             "speech_commands-v0.0.2-full", "test.predicted-scores.json")
   with open(scores_path) as f:
     scores = json.load(f)
   assert 0.0 <= scores["test"]["test_top1_acc"] <= 1.0

@@ -1,0 +1,146 @@
+"""cola_tf.hear_eval on generated tasks in hear-preprocess's layout: scene at 48 kHz, event,
+k-fold; two models with one --work; resampling that resumes."""
+import glob
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import hear_task_writer
+from cola_tf import export_metadata
+from cola_tf import hear_tasks
+from conftest import REPO, subprocess_env
+
+pytestmark = pytest.mark.slow
+
+
+def _run(args, timeout=900):
+  proc = subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=subprocess_env(),
+                        capture_output=True, text=True, timeout=timeout)
+  assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+  return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def exports(tiny_run, tmp_path_factory):
+  """The shared 6-step tiny.gin run's export and a random-init export of that run."""
+  model_dir, export_dir = tiny_run
+  random_init = str(tmp_path_factory.mktemp("hear_eval") / "random_init")
+  _run(["cola_tf.export", "--model_dir", model_dir, "--random_init_seed", "3",
+        "--output", random_init])
+  return export_dir, random_init
+
+
+@pytest.fixture(scope="module")
+def tasks(tmp_path_factory):
+  root = str(tmp_path_factory.mktemp("tasks"))
+  hear_task_writer.scene_task(root)       # 48 kHz only
+  hear_task_writer.kfold_task(root)
+  hear_task_writer.event_task(root)
+  return root
+
+
+def _md5(path):
+  with open(path, "rb") as f:
+    return hashlib.md5(f.read()).hexdigest()
+
+
+def _scores(stdout):
+  return {l.split(": ", 1)[0].split("] ", 1)[1]: l.split(": ", 1)[1]
+          for l in stdout.splitlines()
+          if l.startswith("[hear_eval] ") and ": " in l and any(
+              k in l for k in ("top1_acc", "event_onset"))}
+
+
+def test_every_task_type_and_two_models_in_one_work_folder(exports, tasks, tmp_path):
+  trained, random_init = exports
+  work = str(tmp_path / "work")
+  out = _run(["cola_tf.hear_eval", "--model", trained, "--tasks", tasks, "--work", work,
+              "--grid-points", "1"])
+  assert "Looks good!" in out and "--grid default --grid-points 1" in out
+  lines = _scores(out)
+  assert set(lines) == {"tones_scene-48k", "tones_kfold", "beeps_event"}, out[-3000:]
+  assert lines["beeps_event"].startswith("event_onset_200ms_fms ")
+  assert "segment_1s_er" in lines["beeps_event"]
+  assert lines["tones_kfold"].startswith("top1_acc ") and "over 3 folds" in lines["tones_kfold"]
+  assert "(mAP " in lines["tones_kfold"]
+  assert "resampling 24 clips from 48000 Hz to 16000 Hz" in out
+  trained_id = export_metadata.identity(export_metadata.read(trained))
+  random_id = export_metadata.identity(export_metadata.read(random_init))
+  assert trained_id != random_id and "random-init" in random_id
+
+  out2 = _run(["cola_tf.hear_eval", "--model", random_init, "--tasks", tasks, "--work", work,
+               "--grid-points", "1"])
+  assert "resampling" not in out2  # the 48 kHz task was resampled once, for both models
+  summaries = {}
+  for model_id in (trained_id, random_id):
+    with open(os.path.join(work, "embeddings", model_id, "scores.json")) as f:
+      summaries[model_id] = json.load(f)
+    assert summaries[model_id]["model_id"] == model_id
+    for task in ("tones_scene-48k", "tones_kfold", "beeps_event"):
+      value = summaries[model_id]["tasks"][task]["value"]
+      assert math.isfinite(value) and 0.0 <= value <= 1.0, (model_id, task, value)
+  kfold = summaries[trained_id]["tasks"]["tones_kfold"]
+  assert kfold["folds"] == 3 and kfold["std"] is not None
+  event = summaries[trained_id]["tasks"]["beeps_event"]
+  assert event["primary_score"] == "event_onset_200ms_fms"
+  assert event["others"]["segment_1s_er"] is not None
+  emb = os.path.join(work, "embeddings", "{}", "hear_module", "tones_kfold",
+                     "fold00.embeddings.npy")
+  assert _md5(emb.format(trained_id)) != _md5(emb.format(random_id))
+
+  # The same model again: embeddings and predictions reused, same scores.
+  done = os.path.join(work, "embeddings", trained_id, "hear_module", "beeps_event",
+                      ".done.embeddings")
+  before = os.path.getmtime(done)
+  out3 = _run(["cola_tf.hear_eval", "--model", trained, "--tasks", tasks, "--work", work,
+               "--grid-points", "1"])
+  assert os.path.getmtime(done) == before
+  assert "beeps_event: predictions done earlier" in out3
+  assert _scores(out3) == lines
+
+
+def test_resampling_resumes_and_names_bad_clips(tmp_path):
+  root = str(tmp_path / "tasks")
+  task = hear_task_writer.scene_task(root, rates=(48000, 16000))
+  only48 = str(tmp_path / "only48")
+  os.makedirs(only48)
+  os.rename(task, os.path.join(only48, "t"))
+  os.rename(os.path.join(only48, "t", "16000"), str(tmp_path / "reference16k"))
+  view = hear_tasks.task_view(hear_tasks.find_tasks(only48), str(tmp_path / "view"),
+                              str(tmp_path / "resampled"))
+  made = sorted(glob.glob(os.path.join(view, "t", "16000", "*", "*.wav")))
+  assert len(made) == 24
+  for path in made[:4]:
+    audio, rate = sf.read(path)
+    ref, _ = sf.read(path.replace(os.path.join(view, "t", "16000"),
+                                  str(tmp_path / "reference16k")))
+    assert rate == 16000 and audio.shape == ref.shape
+    assert np.abs(audio - ref)[100:-100].max() < 0.01  # the same tone, resampled
+  # Interrupted run: one clip missing, no completion marker -> only that clip is redone.
+  resampled = str(tmp_path / "resampled" / "t")
+  os.remove(os.path.join(resampled, hear_tasks.COMPLETE))
+  os.remove(made[0].replace(os.path.join(view, "t"), resampled))
+  with open(os.path.join(only48, "t", "48000", "test", "broken.wav"), "w") as f:
+    f.write("not audio")
+  with pytest.raises(ValueError, match=r"1 clip\(s\) could not be resampled.*broken\.wav"):
+    hear_tasks.resample_task(os.path.join(only48, "t"), resampled)
+  assert os.path.exists(made[0].replace(os.path.join(view, "t"), resampled))
+  assert not os.path.exists(os.path.join(resampled, hear_tasks.COMPLETE))
+
+
+def test_hear_eval_errors(tmp_path, exports):
+  proc = subprocess.run([sys.executable, "-m", "cola_tf.hear_eval", "--model", str(tmp_path),
+                         "--tasks", str(tmp_path)], cwd=REPO, env=subprocess_env(),
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2 and "is not a cola_tf export" in proc.stderr
+  proc = subprocess.run([sys.executable, "-m", "cola_tf.hear_eval", "--model", exports[0],
+                         "--tasks", str(tmp_path)], cwd=REPO, env=subprocess_env(),
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2 and "holds no HEAR task" in proc.stderr
