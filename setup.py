@@ -20,6 +20,18 @@ setup(
         "matplotlib>=3.7",  # linear-probe confusion matrix and experiment plots (PNG)
     ],
     extras_require={
+        # The HEAR harness (heareval's runners, hear-validator) and the torch-suite adapters
+        # (hear_module.torch_suites). heareval 2021.1.3 and hearvalidator 2021.0.6 themselves
+        # pin numpy 1.19 / numba 0.48 / Python < 3.9 yet run with these: install them with
+        # --no-deps afterwards (scripts/setup.sh does). torch 2.13.0: the CPU wheel here.
+        "hear": [
+            "torch==2.13.0",
+            "pytorch-lightning==1.8.6",
+            "setuptools<81",
+            "click", "dcase-util", "intervaltree", "more-itertools", "pandas", "pynvml",
+            "python-slugify", "scikit-learn", "sed_eval", "torchinfo", "tqdm",
+            "loguru",  # X-ARES's encoder check
+        ],
         # Native FLAC/MP3/OGG ops; they fail to load on TF 2.20, so never required.
         "tfio": ["tensorflow-io==0.37.1"],
         "test": ["pytest>=8", "ruff>=0.6"],

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates ./.venv (Python 3.11) and installs cola_tf with its test extras. Idempotent.
+# Creates ./.venv (Python 3.11) and installs cola_tf with its test and HEAR extras. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # espeak-ng: speech for scripts/make_speech_commands_synth.py (the experiment needs it; the
@@ -15,9 +15,9 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[test]'
-# The HEAR harness (validator + heareval); numpy stays the TF stack's 2.x.
-NUMPY=$(.venv/bin/python -c "import numpy; print(numpy.__version__)")
-.venv/bin/python -m pip install --quiet -r requirements-hear.txt "numpy==$NUMPY"
-.venv/bin/python -m pip install --quiet --no-deps heareval==2021.1.3
+.venv/bin/python -m pip install --quiet -e '.[test,hear]'
+# The HEAR harness and X-ARES's encoder check: their own metadata pins numpy 1.19, Python < 3.9
+# or torchaudio (which does not load with torch 2.13), so without their dependencies; the
+# [hear] extra above holds what they need.
+.venv/bin/python -m pip install --quiet --no-deps heareval==2021.1.3 xares==0.1.3
 .venv/bin/python -m pip install --quiet --no-deps --ignore-requires-python hearvalidator==2021.0.6

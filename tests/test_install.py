@@ -1,0 +1,27 @@
+"""Install in parts: the core install (trainer, export, hear_module) needs no torch."""
+import os
+import subprocess
+import sys
+
+from conftest import REPO, subprocess_env
+
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+import install_sizes  # noqa: E402
+
+
+def test_core_requirements_do_not_reach_torch():
+  import importlib.metadata as md
+  requires = md.distribution("cola_tf").requires
+  core = [r for r in requires if "extra ==" not in r]
+  hear = [r.split(";")[0] for r in requires if 'extra == "hear"' in r]
+  assert "torch" not in install_sizes.closure(core)
+  assert {"torch", "pytorch-lightning"} <= install_sizes.closure(hear)
+
+
+def test_core_modules_import_without_torch():
+  code = ("import sys, hear_module, cola_tf.train, cola_tf.export, cola_tf.linear_probe; "
+          "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'heareval')); "
+          "print(bad); sys.exit(1 if bad else 0)")
+  proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=subprocess_env(),
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
