@@ -1,4 +1,4 @@
-"""The README's recipe table pins the recipe gin files: each row's binding has the row's
+"""The recipe table (docs/recipe.md) pins the recipe gin files: each row's binding has the row's
 value in the configs it names, and every binding of common.gin and of the seed configs is
 in the table."""
 import ast
@@ -17,10 +17,10 @@ BINDING = re.compile(r"^`([A-Za-z_]+\.[A-Za-z_0-9]+)`$")
 
 
 def table_rows():
-  """[(binding, value, configs)] from the README's recipe table."""
-  with open(os.path.join(REPO, "README.md")) as f:
+  """[(binding, value, configs)] from the recipe table in docs/recipe.md."""
+  with open(os.path.join(REPO, "docs", "recipe.md")) as f:
     text = f.read()
-  section = text.split("### The recipe, setting by setting", 1)[1].split("\n#", 1)[0]
+  section = text.split("## The recipe, setting by setting", 1)[1].split("\n#", 1)[0]
   rows = []
   for line in section.splitlines():
     cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -47,7 +47,7 @@ def test_the_table_is_there_and_covers_every_recipe_binding():
   in_table = {b for b, _, _ in rows}
   for name in ("common",) + RECIPE_CONFIGS:
     missing = bound_in(os.path.join(REPO, "gin", f"{name}.gin")) - in_table
-    assert not missing, f"gin/{name}.gin binds {sorted(missing)}, not in the README table"
+    assert not missing, f"gin/{name}.gin binds {sorted(missing)}, not in the recipe table (docs/recipe.md)"
 
 
 @pytest.mark.parametrize("config", RECIPE_CONFIGS)
@@ -58,4 +58,4 @@ def test_recipe_gin_files_match_the_table(config, clean_gin):
       continue
     got = gin.query_parameter(binding)  # raises if the recipe leaves it to a code default
     assert got == value and type(got) in (type(value), float, int), (
-        f"{config}.gin: {binding} = {got!r}, the README's recipe table says {value!r}")
+        f"{config}.gin: {binding} = {got!r}, docs/recipe.md's recipe table says {value!r}")
