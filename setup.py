@@ -8,6 +8,7 @@ setup(
                 "with a HEAR-API module",
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["cola_tf", "cola_tf.*", "hear_module", "hear_module.*"]),
+    package_data={"cola_tf": ["gin/*/*.gin"]},  # shipped configs, found by name
     install_requires=[
         "tensorflow==2.20.*",
         "tf-keras~=2.20.0",

@@ -1,4 +1,16 @@
-"""Gin configuration: parsing (operative config first on resume) and derived shapes."""
+"""Gin configuration: finding config files, parsing (operative config first on resume), and
+derived shapes.
+
+The shipped configs live in the package, by concern (`cola_tf/gin/`):
+  recipe/common.gin        audax's COLA recipe shared by every run (docs/recipe.md)
+  schedules/recipe_tpu.gin the seed schedule: 8 x 256 on TPU, 50 epochs, warmup + cosine
+  encoders/*.gin           the seed rows: efficientnet_b0, convnext_tiny, convnext_large
+  runs/tiny.gin            the CPU smoke run on the embedded synthetic corpus
+`--gin_file` takes a path, or a shipped config's name from any working directory: `tiny`,
+`tiny.gin`, or the checkout-era `gin/tiny.gin` (when no such file exists, the name is looked
+up in the package). `include` lines find shipped configs by name too.
+"""
+import glob
 import logging
 import os
 
@@ -25,20 +37,46 @@ logging.getLogger().addFilter(_QuietGinResourceProbe())
 gin.config.register_file_reader(tf.io.gfile.GFile, tf.io.gfile.exists)
 
 
+PACKAGED_GIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gin")
+
+
+def packaged_configs():
+  """{file name: path} of the gin files shipped in the package."""
+  paths = sorted(glob.glob(os.path.join(PACKAGED_GIN, "*", "*.gin")))
+  return {os.path.basename(p): p for p in paths}
+
+
+def resolve_gin_file(name):
+  """A gin file's path: `name` itself if it exists, else the shipped config of that name
+  (`tiny`, `tiny.gin`, `gin/tiny.gin`)."""
+  if tf.io.gfile.exists(name):
+    return name
+  base = os.path.basename(name)
+  base = base if base.endswith(".gin") else base + ".gin"
+  shipped = packaged_configs()
+  if files.is_url(name) or base not in shipped:
+    raise FileNotFoundError(f"gin config file not found: {name} (not a file, nor a shipped "
+                            f"config: {', '.join(sorted(shipped))})")
+  return shipped[base]
+
+
+def _add_search_paths(configs):
+  for folder in sorted({os.path.dirname(p) for p in packaged_configs().values()}):
+    gin.add_config_file_search_path(folder)
+  for path in configs:
+    gin.add_config_file_search_path(os.path.dirname(files.absolute(path)))
+
+
 def parse_gin(gin_files=(), gin_params=(), model_dir=None):
   """Parses the operative config saved in model_dir (if any), then files, then params."""
   configs = []
   if model_dir and tf.io.gfile.exists(os.path.join(model_dir, OPERATIVE_CONFIG)):
     configs.append(os.path.join(model_dir, OPERATIVE_CONFIG))
-  configs.extend(gin_files)
+  configs.extend(resolve_gin_file(f) for f in gin_files)
   if not configs:
-    raise ValueError("no gin config: pass --gin_file (e.g. gin/tiny.gin), or a --model_dir "
+    raise ValueError("no gin config: pass --gin_file (e.g. tiny), or a --model_dir "
                      f"that holds an {OPERATIVE_CONFIG} from an earlier run")
-  for path in configs:
-    if not tf.io.gfile.exists(path):
-      raise FileNotFoundError(f"gin config file not found: {path}")
-    folder = os.path.dirname(files.absolute(path))
-    gin.add_config_file_search_path(folder)
+  _add_search_paths(configs)
   gin.parse_config_files_and_bindings(configs, gin_params, skip_unknown=False)
   return configs
 

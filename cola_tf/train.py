@@ -1,4 +1,7 @@
-r"""COLA pretraining: `python -m cola_tf.train --gin_file gin/tiny.gin [--model_dir DIR]`.
+r"""COLA pretraining: `python -m cola_tf.train --gin_file tiny [--model_dir DIR]`.
+
+`--gin_file` is a path or a shipped config's name (tiny, convnext_tiny, ...; see
+cola_tf.configuration).
 
 Flags -> gin -> `cola_tf.trainer.train()`, then (by default) export of the frozen encoder to
 MODEL_DIR/export. The operative gin config saved in MODEL_DIR is parsed first when a run
@@ -31,7 +34,8 @@ from cola_tf import trainer
 from cola_tf import workdir_lock
 
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_string("gin_file", [], "Gin config files, parsed in order.")
+flags.DEFINE_multi_string("gin_file", [], "Gin config files, parsed in order: paths, or "
+                          "shipped configs by name (tiny, efficientnet_b0, convnext_tiny, ...).")
 flags.DEFINE_multi_string("gin_param", [], "Gin bindings applied after the files, "
                           "e.g. \"train.total_steps = 500\".")
 flags.DEFINE_string("model_dir", None, "Where checkpoints, summaries and the operative config "
@@ -50,7 +54,7 @@ def main(argv):
   model_dir = FLAGS.model_dir
   if model_dir is None:
     if not FLAGS.gin_file:
-      raise app.UsageError("pass --gin_file (e.g. gin/tiny.gin) and/or --model_dir")
+      raise app.UsageError("pass --gin_file (e.g. tiny) and/or --model_dir")
     model_dir = os.path.join("runs", os.path.splitext(os.path.basename(FLAGS.gin_file[-1]))[0])
   params = list(FLAGS.gin_param)
   if FLAGS.tpu is not None:

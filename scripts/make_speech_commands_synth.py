@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 # A copy of the project's shared corpus generator (shared/data/make_speech_commands_synth.py),
-# kept here so cola_tf.experiment_synth runs from a fresh clone. Keep the two identical.
+# kept here so experiments/generated_speech/run.py and the tests run from a fresh clone.
+# Keep the two identical.
 """Synthesize a small keyword-spotting corpus laid out exactly like Speech Commands v0.02.
 
 The real Speech Commands v0.02 archive unpacks to:

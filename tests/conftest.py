@@ -46,7 +46,7 @@ def tiny_run(tmp_path_factory):
   end. Shared by the export, HEAR and adapter tests: treat it as read-only."""
   model_dir = str(tmp_path_factory.mktemp("tiny_run") / "run")
   args = [sys.executable, "-m", "cola_tf.train", "--gin_file",
-          os.path.join(REPO, "gin", "tiny.gin"), "--model_dir", model_dir]
+          "tiny", "--model_dir", model_dir]
   for p in ("SyntheticSource.num_clips = 64", "train.global_batch_size = 16",
             "train.total_steps = 6", "build_adamw.warmup_steps = 2", "train.steps_per_loop = 3"):
     args += ["--gin_param", p]

@@ -123,7 +123,7 @@ def test_bad_files_are_skipped_counted_and_named(tmp_path):
 def test_training_on_a_corpus_with_bad_files_completes(tmp_path):
   root = str(tmp_path / "bad")
   bad = _bad_corpus(root)
-  args = [sys.executable, "-m", "cola_tf.train", "--gin_file", os.path.join(REPO, "gin", "tiny.gin"),
+  args = [sys.executable, "-m", "cola_tf.train", "--gin_file", "tiny",
           "--model_dir", str(tmp_path / "run"), "--gin_param", "train.source = @FolderSource()",
           "--gin_param", f"FolderSource.root = '{root}'", "--gin_param", "train.total_steps = 8",
           "--gin_param", "train.global_batch_size = 4", "--gin_param", "build_adamw.warmup_steps = 2",
@@ -272,7 +272,7 @@ def test_train_cli_pretrains_from_each_layout(tmp_path, layout):
     params = ["train.source = @SpeechCommandsSource()",
               f"SpeechCommandsSource.root = '{tmp_path}/sc'", "SpeechCommandsSource.split = 'train'"]
   args = [sys.executable, "-m", "cola_tf.train", "--gin_file",
-          os.path.join(REPO, "gin", "tiny.gin"), "--model_dir", str(tmp_path / "run")]
+          "tiny", "--model_dir", str(tmp_path / "run")]
   for p in params + ["train.total_steps = 4", "train.global_batch_size = 4",
                      "build_adamw.warmup_steps = 1", "train.steps_per_loop = 2"]:
     args += ["--gin_param", p]

@@ -16,11 +16,11 @@ from cola_tf import linear_probe
 from cola_tf import trainer as train_lib
 from cola_tf.data import sources
 from cola_tf.data import synthetic
-from conftest import REPO, make_speech_commands_tree
+from conftest import make_speech_commands_tree
 
 pytestmark = pytest.mark.slow  # end-to-end runs in subprocesses: `-m "not slow"` skips them
 
-TINY = os.path.join(REPO, "gin", "tiny.gin")
+TINY = "tiny"
 
 
 def _copy_tree(local, remote):

@@ -1,6 +1,10 @@
-"""Every gin file parses, and builds its model and optimizer as the recipe says."""
+"""Every gin file parses, and builds its model and optimizer as the recipe says; shipped
+configs are found by name from anywhere, and ship in the wheel."""
 import glob
 import os
+import subprocess
+import sys
+import zipfile
 
 import gin
 import pytest
@@ -12,9 +16,11 @@ from cola_tf import model as model_lib
 from cola_tf import optimization
 from cola_tf import configuration
 from cola_tf import trainer  # noqa: F401  (registers train.* for the gin files)
-from conftest import REPO
+from conftest import REPO, subprocess_env
 
-GIN_FILES = sorted(glob.glob(os.path.join(REPO, "gin", "*.gin")))
+EXPERIMENT = os.path.join(REPO, "experiments", "generated_speech")
+GIN_FILES = sorted(configuration.packaged_configs().values()) + sorted(
+    glob.glob(os.path.join(EXPERIMENT, "*.gin")))
 # name -> (encoder, peak LR, weight decay, max drop path, log-mel normalisation)
 EXPECTED = {
     "tiny.gin": ("small_cnn", 1e-3, 1e-4, 0.1, "none"),
@@ -70,3 +76,42 @@ def _all_layers(model):
     yield layer
     if isinstance(layer, tf_keras.Model):
       yield from _all_layers(layer)
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(EXPERIMENT, "ablations", "*.gin"))),
+                         ids=os.path.basename)
+def test_experiment_ablations_parse_on_the_recipe_arm(path, clean_gin):
+  with open(path) as f:
+    assert f.readline().startswith("# ablation: ")
+  configuration.parse_gin([os.path.join(EXPERIMENT, "recipe_arm.gin"), path], [], None)
+
+
+def test_shipped_configs_by_name_from_any_directory(tmp_path):
+  code = ("import official.modeling.optimization, cola_tf.trainer; "
+          "from cola_tf import configuration as c; "
+          "print(c.resolve_gin_file('tiny')); print(c.resolve_gin_file('gin/convnext_tiny.gin')); "
+          "c.parse_gin(['efficientnet_b0'], [], None); "
+          "import gin; print(gin.query_parameter('build_encoder.name'))")
+  proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=subprocess_env(),
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  lines = proc.stdout.split()
+  assert lines[0].endswith(os.path.join("cola_tf", "gin", "runs", "tiny.gin"))
+  assert lines[1].endswith(os.path.join("cola_tf", "gin", "encoders", "convnext_tiny.gin"))
+  assert lines[2] == "efficientnet_b0"
+  names = configuration.packaged_configs()
+  assert len(names) == len(glob.glob(os.path.join(configuration.PACKAGED_GIN, "*", "*.gin")))
+  with pytest.raises(FileNotFoundError, match="nor a shipped config: .*tiny.gin"):
+    configuration.resolve_gin_file("no_such_config")
+
+
+def test_the_wheel_ships_every_gin_file(tmp_path):
+  proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                         "-q", "-w", str(tmp_path), REPO], capture_output=True, text=True,
+                        timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  (wheel,) = glob.glob(str(tmp_path / "cola_tf-*.whl"))
+  with zipfile.ZipFile(wheel) as z:
+    shipped = {n for n in z.namelist() if n.endswith(".gin")}
+  expected = {os.path.relpath(p, REPO) for p in configuration.packaged_configs().values()}
+  assert shipped == expected

@@ -10,7 +10,7 @@ import soundfile as sf
 from cola_tf import configuration
 from cola_tf import export
 from cola_tf import linear_probe
-from conftest import REPO, make_speech_commands_tree
+from conftest import make_speech_commands_tree
 
 SR = 16000
 
@@ -173,7 +173,7 @@ def random_exports(tmp_path_factory):
   """Exports of the tiny.gin encoder at random initialisation (no training needed)."""
   model_dir = str(tmp_path_factory.mktemp("run"))
   gin.clear_config()
-  configuration.parse_gin([os.path.join(REPO, "gin", "tiny.gin")], [], None)
+  configuration.parse_gin(["tiny"], [], None)
   with open(os.path.join(model_dir, configuration.OPERATIVE_CONFIG), "w") as f:
     f.write(gin.config_str())
   gin.clear_config()

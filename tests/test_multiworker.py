@@ -35,7 +35,7 @@ def _run_workers(tmp_path, cluster, model_dir, total_steps):
     env = subprocess_env()
     env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
     args = [sys.executable, os.path.join(REPO, "tests", "train_worker.py"), model_dir,
-            str(tmp_path / f"weights{index}"), "1", os.path.join(REPO, "gin", "tiny.gin"),
+            str(tmp_path / f"weights{index}"), "1", "tiny",
             *params]
     procs.append(subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True))
@@ -92,7 +92,7 @@ def test_sigterm_to_one_worker_stops_every_worker_at_the_same_step(tmp_path):
       env["TF_CONFIG"] = json.dumps({"cluster": cluster,
                                      "task": {"type": "worker", "index": index}})
       args = [sys.executable, "-m", "cola_tf.train", "--gin_file",
-              os.path.join(REPO, "gin", "tiny.gin"), "--model_dir", model_dir, "--noexport"]
+              "tiny", "--model_dir", model_dir, "--noexport"]
       for p in ("train.strategy = 'multi_worker_mirrored'", "SyntheticSource.num_clips = 64",
                 "train.global_batch_size = 16", f"train.total_steps = {total_steps}",
                 "train.steps_per_loop = 2", "train.checkpoint_every = 1000",

@@ -46,13 +46,13 @@ def test_the_table_is_there_and_covers_every_recipe_binding():
   assert len(rows) > 40
   in_table = {b for b, _, _ in rows}
   for name in ("common",) + RECIPE_CONFIGS:
-    missing = bound_in(os.path.join(REPO, "gin", f"{name}.gin")) - in_table
-    assert not missing, f"gin/{name}.gin binds {sorted(missing)}, not in the recipe table (docs/recipe.md)"
+    missing = bound_in(configuration.resolve_gin_file(name)) - in_table
+    assert not missing, f"{name}.gin binds {sorted(missing)}, not in the recipe table (docs/recipe.md)"
 
 
 @pytest.mark.parametrize("config", RECIPE_CONFIGS)
 def test_recipe_gin_files_match_the_table(config, clean_gin):
-  configuration.parse_gin([os.path.join(REPO, "gin", f"{config}.gin")], [], None)
+  configuration.parse_gin([config], [], None)
   for binding, value, configs in table_rows():
     if config not in configs:
       continue

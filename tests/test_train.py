@@ -19,7 +19,7 @@ from conftest import REPO, subprocess_env
 
 pytestmark = pytest.mark.slow  # end-to-end runs in subprocesses: `-m "not slow"` skips them
 
-TINY = os.path.join(REPO, "gin", "tiny.gin")
+TINY = "tiny"
 FAST = ["SyntheticSource.num_clips = 64", "train.global_batch_size = 16",
         "train.steps_per_loop = 5", "train.checkpoint_every = 10",
         "build_adamw.warmup_steps = 5"]

@@ -51,8 +51,7 @@ def hear_throughput(seconds=10.0, clips=8, repeats=3):
   import hear_module  # pylint: disable=import-outside-toplevel
   from cola_tf import export  # pylint: disable=import-outside-toplevel
   with tempfile.TemporaryDirectory() as tmp:
-    subprocess.run([sys.executable, "-m", "cola_tf.train", "--gin_file",
-                    os.path.join(os.path.dirname(__file__), "..", "..", "gin", "tiny.gin"),
+    subprocess.run([sys.executable, "-m", "cola_tf.train", "--gin_file", "tiny",
                     "--model_dir", tmp, "--gin_param", "train.total_steps = 2",
                     "--gin_param", "build_adamw.warmup_steps = 1", "--noexport"],
                    check=True, capture_output=True)

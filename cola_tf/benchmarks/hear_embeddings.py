@@ -3,7 +3,7 @@ r"""HEAR embedding throughput of exported encoders: seconds of audio embedded pe
   python -m cola_tf.benchmarks.hear_embeddings [--seconds 20] [--clips 1] [--repeats 3]
       [--encoders small_cnn,efficientnet_b0,convnext_tiny] [--json]
 
-Exports each encoder (its gin/ config, random initialisation: throughput does not depend on
+Exports each encoder (its shipped gin config, random initialisation: throughput does not depend on
 the weights) with `cola_tf.export.export`, loads the SavedModel with TensorFlow alone and
 times, on the same random audio in the same process, scene embeddings, timestamp embeddings
 (one STFT per clip, the export's `timestamp_embeddings`), and the per-window references
@@ -20,7 +20,6 @@ import statistics
 import tempfile
 import time
 
-GIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "gin")
 CONFIGS = {"small_cnn": "tiny.gin", "efficientnet_b0": "efficientnet_b0.gin",
            "convnext_tiny": "convnext_tiny.gin"}
 
@@ -34,7 +33,7 @@ def export_random_init(encoder, folder, seed=0):
   os.makedirs(model_dir)
   # export reads a model_dir's operative config: the shipped config, includes resolved.
   gin.clear_config()
-  configuration.parse_gin([os.path.abspath(os.path.join(GIN, CONFIGS[encoder]))])
+  configuration.parse_gin([CONFIGS[encoder]])
   with open(os.path.join(model_dir, configuration.OPERATIVE_CONFIG), "w") as f:
     f.write(gin.config_str())
   gin.clear_config()

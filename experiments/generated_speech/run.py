@@ -1,17 +1,17 @@
 r"""Does COLA pretraining help? A small, reproducible experiment on generated speech.
 
-  python -m cola_tf.experiment_synth [--out runs/experiment_synth] [--steps 300]
+  python experiments/generated_speech/run.py [--out runs/generated_speech] [--steps 300]
       [--seeds 3] [--ablations] [--no_heareval]
-  (scripts/experiment_synth.sh runs it after the set-up.)
+  (experiments/generated_speech/run.sh runs it after the set-up.)
 
 1. Data: scripts/make_speech_commands_synth.py (espeak-ng speech) writes a Speech Commands
    v0.02-layout corpus (35 words, `--takes` utterances per word and speaker, speaker-
    disjoint splits) and `--unlabeled` multi-second unlabeled clips (phrases, tones, noise).
 2. Pretraining (a small CNN, on the unlabeled clips plus the train split's audio without
    labels; `--seeds` pretraining seeds each; every run is exported), two arms:
-   `cola recipe` (gin/experiment_synth.gin: the recipe as common.gin defines it: bilinear
+   `cola recipe` (recipe_arm.gin: the recipe as common.gin defines it: bilinear
    similarity, L2 waveform normalisation, noise on the positive, no log-mel normalisation)
-   and `cola cosine+per-window` (gin/experiment_synth_cosine.gin: cosine similarity with
+   and `cola cosine+per-window` (cosine_per_window_arm.gin: cosine similarity with
    temperature 0.1 and per-window log-mel normalisation, the first experiment's arm).
 3. Controls: each arm's encoder at random initialisation (`--seeds` seeds, via
    `cola_tf.export --random_init_seed`; its frontend is the arm's) and the log-mel mean/std
@@ -22,10 +22,11 @@ r"""Does COLA pretraining help? A small, reproducible experiment on generated sp
    two tasks: keyword (35 words, speaker-disjoint) and speaker identification (same
    speakers, disjoint clips). For keywords also heareval's linear probe (hear-validator ->
    embeddings -> predictions runners) on the first seed of each arm and of random init.
-5. With --ablations (about 2.5 minutes per variant more), on `cola recipe` (one seed each,
-   gin bindings on top of its gin file): cosine similarity; per-window log-mel
-   normalisation; no waveform normalisation; no positive noise; SpecAugment on both crops;
-   SpecAugment masks filled with the mean; 2 CPU replicas with global negatives.
+5. With --ablations (about 2.5 minutes per variant more), on `cola recipe` (one seed each):
+   one gin file per variant in ablations/ (its `# ablation:` line names it), parsed after
+   the arm's: cosine similarity; per-window log-mel normalisation; no waveform
+   normalisation; no positive noise; SpecAugment on both crops; SpecAugment masks filled
+   with the mean; 2 CPU replicas with global negatives.
 
 Writes OUT/results.csv and OUT/results.md (mean, std and every seed), OUT/training_curves.png
 (loss and contrastive accuracy over steps) and OUT/probe_accuracy.png. Every stage is kept
@@ -45,12 +46,13 @@ import time
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GENERATOR = os.path.join(REPO, "scripts", "make_speech_commands_synth.py")
+HERE = os.path.dirname(os.path.abspath(__file__))
+# The espeak-ng corpus generator lives with the project's scripts (tests use it too).
+GENERATOR = os.path.join(HERE, "..", "..", "scripts", "make_speech_commands_synth.py")
 TASKS = ("keyword", "speaker")
 ARMS = {  # name -> gin file; both pretrain on the unlabeled clips + the train split's audio
-    "cola recipe": os.path.join(REPO, "gin", "experiment_synth.gin"),
-    "cola cosine+per-window": os.path.join(REPO, "gin", "experiment_synth_cosine.gin"),
+    "cola recipe": os.path.join(HERE, "recipe_arm.gin"),
+    "cola cosine+per-window": os.path.join(HERE, "cosine_per_window_arm.gin"),
 }
 ABLATION_ARM = "cola recipe"
 # The probe's optimiser for a corpus of a few thousand clips (the seed's batch 512 x 50
@@ -61,17 +63,19 @@ PROBE_SETTINGS = dict(epochs=100, batch_size=64, learning_rate=3e-3, reference_b
 # "faster" grid trains 10 epochs at batch 1024 and stopped at epoch 0 here: chance accuracy).
 HEAR_PROBE_GRID = {"batch_size": [64], "max_epochs": [100], "patience": [20],
                    "check_val_every_n_epoch": [1], "lr": [1e-3]}
-ABLATIONS = {  # name -> gin bindings on top of the ablation arm's gin file
-    "cosine similarity (T = 0.1)": ["ColaModel.similarity = 'cosine'",
-                                    "ColaModel.temperature = 0.1"],
-    "per-window log-mel normalisation": ["LogMelFrontend.normalization = 'per_example'"],
-    "no waveform normalisation": ["LogMelFrontend.waveform_normalization = 'none'"],
-    "no positive noise": ["pair_dataset.positive_noise_stddev = 0.0"],
-    "SpecAugment on both crops": ["pair_dataset.spec_augment = 'both'"],
-    "SpecAugment fill: the mean, not 0": ["spec_augment.fill = 'mean'"],
-    "2 replicas, global negatives": ["train.strategy = 'mirrored'", "train.cpu_replicas = 2",
-                                     "train.negatives = 'global'"],
-}
+ABLATIONS_DIR = os.path.join(HERE, "ablations")
+
+
+def ablations():
+  """[(name, gin file)] in file-name order; the name is the file's `# ablation:` line."""
+  found = []
+  for path in sorted(glob.glob(os.path.join(ABLATIONS_DIR, "*.gin"))):
+    with open(path) as f:
+      first = f.readline()
+    if not first.startswith("# ablation: "):
+      raise SystemExit(f"[experiment] {path}: the first line must be '# ablation: NAME'")
+    found.append((first[len("# ablation: "):].strip(), path))
+  return found
 
 
 def slug(name):
@@ -92,7 +96,7 @@ def run_logged(args, log_path, echo=None):
     f.write("$ " + " ".join(args) + "\n")
     f.flush()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, cwd=REPO)
+                            env=env)
     for line in proc.stdout:
       f.write(line)
       if echo and echo in line:
@@ -140,7 +144,7 @@ def write_manifest(data):
   return path
 
 
-def pretrain(out, name, gin_file, manifest, seed, steps, extra=()):
+def pretrain(out, name, gin_files, manifest, seed, steps):
   """Trains (or resumes) one run and exports it; returns its model_dir."""
   model_dir = os.path.join(out, "runs", slug(name))
   export_dir = os.path.join(model_dir, "export")
@@ -152,8 +156,10 @@ def pretrain(out, name, gin_file, manifest, seed, steps, extra=()):
   log(f"pretrain {name}: {steps} steps -> {model_dir}")
   started = time.time()
   params = [f"MANIFEST = '{manifest}'", f"train.seed = {seed}", f"train.total_steps = {steps}",
-            f"build_adamw.warmup_steps = {steps // 6}", *extra]  # warmup: 1/6, as in the gin
-  args = [sys.executable, "-m", "cola_tf.train", "--gin_file", gin_file, "--model_dir", model_dir]
+            f"build_adamw.warmup_steps = {steps // 6}"]  # warmup: 1/6, as in the gin
+  args = [sys.executable, "-m", "cola_tf.train", "--model_dir", model_dir]
+  for gin_file in gin_files:
+    args += ["--gin_file", gin_file]
   for p in params:
     args += ["--gin_param", p]
   run_logged(args, os.path.join(out, "logs", f"{os.path.basename(model_dir)}.log"),
@@ -353,7 +359,7 @@ def write_outputs(out, rows, runs, groups, ablation_rows, words, speakers):
 
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--out", default=os.path.join("runs", "experiment_synth"))
+  p.add_argument("--out", default=os.path.join("runs", "generated_speech"))
   p.add_argument("--speakers", type=int, default=40)
   p.add_argument("--words", type=int, default=35, help="keywords (the first N of the 35)")
   p.add_argument("--takes", type=int, default=2)
@@ -377,7 +383,7 @@ def main(argv=None):
   for arm, gin_file in ARMS.items():
     arm_runs = []
     for seed in range(a.seeds):
-      model_dir = pretrain(out, f"{arm} seed{seed}", gin_file, manifest, seed, a.steps)
+      model_dir = pretrain(out, f"{arm} seed{seed}", [gin_file], manifest, seed, a.steps)
       arm_runs.append((f"{arm} seed{seed}", model_dir))
       encoders.append((f"{arm} seed{seed}", os.path.join(model_dir, "export")))
     for seed in range(a.seeds):
@@ -406,9 +412,9 @@ def main(argv=None):
       ablation_rows.append(("none: the arm as configured (seed 0)", 0, task,
                             probes[(base, task)]))
     ablation_encoders = []
-    for variant, bindings in ABLATIONS.items():
-      model_dir = pretrain(out, f"ablation {variant}", ARMS[ABLATION_ARM], manifest, 0,
-                           a.steps, bindings)
+    for variant, gin_file in ablations():
+      model_dir = pretrain(out, f"ablation {variant}", [ARMS[ABLATION_ARM], gin_file], manifest,
+                           0, a.steps)
       runs.append((f"ablation: {variant}", model_dir))
       ablation_encoders.append((f"ablation {variant}", os.path.join(model_dir, "export")))
     for (name, task), acc in probe_all(out, data, ablation_encoders, settings).items():

@@ -1,4 +1,4 @@
-"""cola_tf.experiment_synth end to end at toy scale: data, pretraining arms, random-init
+"""experiments/generated_speech/run.py end to end at toy scale: data, pretraining arms, random-init
 controls, probes on both tasks, ablations, the results table and plots; a rerun reuses
 every stage."""
 import csv
@@ -22,7 +22,8 @@ TOY = ["--speakers", "8", "--words", "4", "--takes", "3", "--unlabeled", "12", "
 
 def test_toy_experiment_writes_results_and_resumes(tmp_path):
   out = str(tmp_path / "exp")
-  cmd = [sys.executable, "-m", "cola_tf.experiment_synth", "--out", out, *TOY]
+  cmd = [sys.executable, os.path.join(REPO, "experiments", "generated_speech", "run.py"),
+         "--out", out, *TOY]
   first = subprocess.run(cmd, cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
                          timeout=900)
   assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
