@@ -56,6 +56,7 @@ from cola_tf import configuration
 from cola_tf import distribute
 from cola_tf import export_metadata
 from cola_tf import files
+from cola_tf import logs
 from cola_tf import trainer  # noqa: F401  (registers every configurable the config names)
 from cola_tf.data import pipeline
 
@@ -356,8 +357,8 @@ def main(argv=None):
   a = p.parse_args(argv)
   output = a.output or os.path.join(a.model_dir, "export")
   meta = export(a.model_dir, output, a.checkpoint, random_init_seed=a.random_init_seed)
-  print(f"[cola_tf] exported {meta['encoder']} at step {meta['training_step']} "
-        f"({meta['embedding_size']}-d embeddings) to {output}", flush=True)
+  logs.log(f"exported {meta['encoder']} at step {meta['training_step']} "
+           f"({meta['embedding_size']}-d embeddings) to {output}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from cola_tf import SAMPLE_RATE
+
 NORMALIZATIONS = ("none", "per_example")
 WAVEFORM_NORMALIZATIONS = ("l2_window", "l2_clip", "none")
 WINDOWS = ("hann_symmetric", "hann_periodic")
@@ -41,7 +43,7 @@ class LogMelFrontend:
   frequency ((x - mean) / (std + 1e-7), audax's `normalize_batch`).
   """
 
-  def __init__(self, sample_rate=16000, window_length=400, hop_length=160,
+  def __init__(self, sample_rate=SAMPLE_RATE, window_length=400, hop_length=160,
                fft_length=1024, num_mel_bins=64, lower_edge_hz=60.0,
                upper_edge_hz=7800.0, log_floor=1e-8, normalization="none",
                waveform_normalization="l2_window", window="hann_symmetric",

@@ -128,7 +128,7 @@ def main(argv=None):
     model_id, results, metas = evaluate(os.path.abspath(a.model), os.path.abspath(a.tasks),
                                         work, a.task, a.grid, a.grid_points)
   except ValueError as e:
-    print(f"[hear_eval] ERROR: {e}", file=sys.stderr, flush=True)
+    hear_tasks.log(f"ERROR: {e}", error=True)
     return 2
   for task, scores in results.items():
     hear_tasks.log(hear_tasks.describe(task, scores, metas[task]))

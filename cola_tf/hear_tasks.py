@@ -18,15 +18,16 @@ import numpy as np
 import scipy.signal
 import soundfile as sf
 
-from cola_tf.data.audio import SAMPLE_RATE
+from cola_tf import SAMPLE_RATE
+from cola_tf import files
+from cola_tf import logs
 
 TASK_METADATA = "task_metadata.json"
 COMPLETE = ".complete"
 PROGRESS_EVERY_S = 10.0
 
 
-def log(message):
-  print(f"[hear_eval] {message}", flush=True)
+log = logs.logger("hear_eval")
 
 
 def read_metadata(task_dir):
@@ -65,9 +66,8 @@ def _resample_file(src, dst, rate):
   if source_rate != rate:
     gcd = math.gcd(rate, source_rate)
     audio = scipy.signal.resample_poly(audio, rate // gcd, source_rate // gcd)
-  tmp = f"{dst}.tmp-{os.getpid()}.wav"
-  sf.write(tmp, np.clip(audio, -1.0, 1.0), rate, subtype="PCM_16")
-  os.replace(tmp, dst)
+  with files.atomic_output(dst, suffix=".wav") as tmp:
+    sf.write(tmp, np.clip(audio, -1.0, 1.0), rate, subtype="PCM_16")
 
 
 def _pending_files(src_audio, dst_audio):

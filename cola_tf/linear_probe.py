@@ -47,7 +47,10 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from cola_tf import SAMPLE_RATE
 from cola_tf import distribute
+from cola_tf import export_metadata
+from cola_tf import logs
 from cola_tf import files
 from cola_tf import frontend as frontend_lib
 from cola_tf import optimization
@@ -55,7 +58,6 @@ from cola_tf import prepare_speech_commands
 from cola_tf.data import audio as audio_lib
 from cola_tf.data import sources
 
-SAMPLE_RATE = 16000
 TASKS = ("keyword", "speaker")
 SPLITS = ("train", "valid", "test")
 BASELINES = ("logmel_stats",)
@@ -80,8 +82,7 @@ class ProbeSettings:
     return self.learning_rate * self.batch_size / self.reference_batch
 
 
-def log(message):
-  print(f"[linear_probe] {message}", flush=True)
+log = logs.logger("linear_probe")
 
 
 @dataclasses.dataclass
@@ -205,11 +206,7 @@ class ExportEmbedder:
   def __init__(self, path, embedding="clip"):
     if embedding not in EMBEDDINGS:
       raise ValueError(f"--embedding must be one of {EMBEDDINGS}, got {embedding!r}")
-    meta = os.path.join(path, "cola_metadata.json")
-    if not tf.io.gfile.exists(meta):
-      raise ValueError(f"--export {path!r} is not a cola_tf export (no cola_metadata.json)")
-    with tf.io.gfile.GFile(meta) as f:
-      self.metadata = json.load(f)
+    self.metadata = export_metadata.read(path, who="--export")
     self.module = tf.saved_model.load(path)
     if not hasattr(self.module, f"{embedding}_embeddings"):
       raise ValueError(f"--export {path!r} has no {embedding}_embeddings function (exported "
@@ -507,7 +504,7 @@ def main(argv=None):
     probe(embedder, a.task, a.data, a.classes, settings, a.augment, a.clip_seconds,
           a.min_speaker_clips, output)
   except ValueError as e:
-    print(f"linear_probe: error: {e}", file=sys.stderr)
+    log(f"error: {e}", error=True)
     return 2
   return 0
 

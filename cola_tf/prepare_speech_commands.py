@@ -25,17 +25,12 @@ import sys
 import numpy as np
 import soundfile as sf
 
-SAMPLE_RATE = 16000
+from cola_tf import SAMPLE_RATE
+from cola_tf import logs
+from cola_tf.data import sources
+
 TEN_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 SPLITS = ("train", "valid", "test")
-
-
-def _read_list(src, name):
-  path = os.path.join(src, name)
-  if not os.path.isfile(path):
-    raise ValueError(f"--src {src!r}: {name} not found (is it a Speech Commands v0.02 root?)")
-  with open(path) as f:
-    return {line.strip() for line in f if line.strip()}
 
 
 def _load_1s(path):
@@ -74,28 +69,24 @@ def prepare(src, dst, classes=12, probe="linear", probe_grid=None):
   """Writes the task; returns {split: number of clips}."""
   if classes not in (12, 35):
     raise ValueError(f"--classes must be 12 or 35, got {classes}")
-  lists = {"valid": _read_list(src, "validation_list.txt"),
-           "test": _read_list(src, "testing_list.txt")}
-  words = sorted(d for d in os.listdir(src)
-                 if os.path.isdir(os.path.join(src, d)) and not d.startswith("_"))
-  if not words:
-    raise ValueError(f"--src {src!r}: no word folders")
+  try:
+    clips = sources.speech_commands_clips(src)
+  except ValueError as e:
+    raise ValueError(f"--src: {e}") from None
+  if not clips:
+    raise ValueError(f"--src {src!r}: no word folders with .wav clips")
   task = "speech_commands" if classes == 12 else "speech_commands_35"
   task_dir = os.path.join(dst, f"{task}-v0.0.2-full")
   labels = {s: {} for s in SPLITS}
   for s in SPLITS:
     os.makedirs(os.path.join(task_dir, str(SAMPLE_RATE), s), exist_ok=True)
-  for word in words:
+  for path, word, sc_split in clips:
     label = word if classes == 35 or word in TEN_WORDS else "_unknown_"
-    for name in sorted(os.listdir(os.path.join(src, word))):
-      if not name.endswith(".wav"):
-        continue
-      rel = f"{word}/{name}"
-      split = "valid" if rel in lists["valid"] else "test" if rel in lists["test"] else "train"
-      out_name = f"{word}-{name}"
-      sf.write(os.path.join(task_dir, str(SAMPLE_RATE), split, out_name),
-               _load_1s(os.path.join(src, rel)), SAMPLE_RATE, subtype="PCM_16")
-      labels[split][out_name] = [label]
+    split = {"validation": "valid"}.get(sc_split, sc_split)
+    out_name = f"{word}-{os.path.basename(path)}"
+    sf.write(os.path.join(task_dir, str(SAMPLE_RATE), split, out_name), _load_1s(path),
+             SAMPLE_RATE, subtype="PCM_16")
+    labels[split][out_name] = [label]
   vocabulary = sorted({l[0] for split in labels.values() for l in split.values()})
   if classes == 12:
     wanted = {s: max(1, len(labels[s]) // 11) for s in SPLITS}
@@ -152,9 +143,9 @@ def main(argv=None):
       raise ValueError(f"--probe_grid must be a JSON object, got {a.probe_grid!r}")
     task_dir, counts, vocabulary = prepare(a.src, a.dst, a.classes, a.probe, grid)
   except ValueError as e:
-    print(f"prepare_speech_commands: error: {e}", file=sys.stderr)
+    logs.log(f"error: {e}", "prepare_speech_commands", error=True)
     return 2
-  print(f"[cola_tf] wrote {task_dir}: {counts} clips, {len(vocabulary)} labels")
+  logs.log(f"wrote {task_dir}: {counts} clips, {len(vocabulary)} labels")
   return 0
 
 

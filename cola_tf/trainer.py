@@ -26,6 +26,7 @@ import tf_keras
 
 from cola_tf import configuration
 from cola_tf import distribute
+from cola_tf import logs
 from cola_tf import encoders
 from cola_tf import files
 from cola_tf import frontend as frontend_lib
@@ -48,8 +49,7 @@ class NonFiniteLossError(RuntimeError):
   """Raised when the loss becomes NaN/Inf; the last good checkpoint is left untouched."""
 
 
-def log(message):
-  print(f"[cola_tf] {message}", flush=True)
+log = logs.logger("cola_tf")
 
 
 def _format_seconds(seconds):

@@ -29,16 +29,16 @@ Input handling:
 `load_model(path, **options)` takes heareval's `--model-options` JSON as keywords:
 * clips_per_call (int >= 1, default 16): clips per call into the SavedModel (memory grows
   with it for long clips).
-This package does not import cola_tf.
+It imports TensorFlow and cola_tf.export_metadata (which imports TensorFlow only): not
+the trainer, gin or Keras.
 """
-import json
-import os
 import warnings
 
 import numpy as np
 import tensorflow as tf
 
-METADATA = "cola_metadata.json"
+from cola_tf import export_metadata
+
 # Clips per call into the SavedModel: bounds memory for batches of long clips.
 CLIPS_PER_CALL = 16
 # A batch peaking above this (in magnitude) gets one AudioRangeWarning per process.
@@ -59,12 +59,7 @@ class ColaHearModel(tf.Module):
   def __init__(self, path, clips_per_call=CLIPS_PER_CALL):
     super().__init__(name="cola_hear_model")
     self.clips_per_call = clips_per_call
-    meta_path = os.path.join(path, METADATA)
-    if not tf.io.gfile.exists(meta_path):
-      raise ValueError(f"load_model: {path!r} is not a cola_tf export (no {METADATA}); "
-                       "create one with `python -m cola_tf.export --model_dir DIR`")
-    with tf.io.gfile.GFile(meta_path) as f:
-      self.metadata = json.load(f)
+    self.metadata = export_metadata.read(path, who="load_model")
     self.saved_model = tf.saved_model.load(path)
     self.sample_rate = int(self.metadata["sample_rate"])
     self.scene_embedding_size = int(self.metadata["scene_embedding_size"])

@@ -19,6 +19,8 @@ import sys
 import tempfile
 import time
 
+from cola_tf import SAMPLE_RATE
+
 CONFIGS = [  # (encoder, precision, jit, depthwise_impl)
     ("small_cnn", "float32", False, None),
     ("small_cnn", "mixed_bfloat16", False, None),
@@ -57,7 +59,7 @@ def hear_throughput(seconds=10.0, clips=8, repeats=3):
                    check=True, capture_output=True)
     export.export(tmp, os.path.join(tmp, "export"))
     model = hear_module.load_model(os.path.join(tmp, "export"))
-    audio = tf.constant(np.random.default_rng(0).uniform(-0.5, 0.5, (clips, int(seconds * 16000)))
+    audio = tf.constant(np.random.default_rng(0).uniform(-0.5, 0.5, (clips, int(seconds * SAMPLE_RATE)))
                         .astype(np.float32))
     out = {}
     for name, fn in (("scene", hear_module.get_scene_embeddings),

@@ -20,6 +20,9 @@ import statistics
 import tempfile
 import time
 
+from cola_tf import SAMPLE_RATE
+from cola_tf import export_metadata
+
 CONFIGS = {"small_cnn": "tiny.gin", "efficientnet_b0": "efficientnet_b0.gin",
            "convnext_tiny": "convnext_tiny.gin"}
 
@@ -66,9 +69,8 @@ def run(encoder, seconds, clips, repeats, folder):
   path = export_random_init(encoder, folder)
   export_s = time.perf_counter() - started
   saved = tf.saved_model.load(path)
-  with open(os.path.join(path, "cola_metadata.json")) as f:
-    frontend = json.load(f)["frontend"]
-  audio = tf.constant(np.random.default_rng(0).uniform(-0.5, 0.5, (clips, int(seconds * 16000)))
+  frontend = export_metadata.read(path)["frontend"]
+  audio = tf.constant(np.random.default_rng(0).uniform(-0.5, 0.5, (clips, int(seconds * SAMPLE_RATE)))
                       .astype(np.float32))
   audio_s = clips * seconds
   rates = {}

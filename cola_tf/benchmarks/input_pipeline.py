@@ -21,6 +21,7 @@ import numpy as np
 import soundfile as sf
 import tensorflow as tf
 
+from cola_tf import SAMPLE_RATE
 from cola_tf import frontend as frontend_lib
 from cola_tf.data import make_tfrecords
 from cola_tf.data import pipeline
@@ -51,7 +52,7 @@ def make_layouts(root, clips, seconds):
   for ext, subtype in FOLDER_FORMATS:
     os.makedirs(os.path.join(root, ext))
     for i, x in enumerate(audio):
-      sf.write(os.path.join(root, ext, f"clip{i:04d}.{ext}"), x, 16000, subtype=subtype)
+      sf.write(os.path.join(root, ext, f"clip{i:04d}.{ext}"), x, SAMPLE_RATE, subtype=subtype)
     layouts.append((f"folder {ext}", sources.FolderSource(os.path.join(root, ext), (ext,))))
   manifest = os.path.join(root, "manifest.csv")
   with open(manifest, "w") as f:

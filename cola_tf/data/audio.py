@@ -32,16 +32,16 @@ import soundfile as sf
 import tensorflow as tf
 from scipy import signal
 
+from cola_tf import SAMPLE_RATE
 from cola_tf import files as files_lib
+from cola_tf import logs
 
-SAMPLE_RATE = 16000  # the recipe's rate; pcm16 records are stored at it
 PCM16 = "pcm16"
 PCM16_SCALE = 1.0 / 32768.0
 SOUNDFILE_FORMATS = ("wav", "flac", "ogg", "mp3", "aiff", "aif", "au")
 
 
-def _log(message):
-  print(f"[cola_tf] {message}", flush=True)
+_log = logs.logger("cola_tf")
 
 
 class BadFileLog:

@@ -30,11 +30,13 @@ import time
 import numpy as np
 import soundfile as sf
 
+from cola_tf import logs
 from cola_tf.data.audio import PCM16
-from cola_tf.data.audio import SAMPLE_RATE
+from cola_tf import SAMPLE_RATE
 
 FORMATS = (PCM16, "flac", "wav", "copy")
 INDEX = "index.json"
+log = logs.logger("make_tfrecords")
 
 
 def shard_name(index, total):
@@ -75,11 +77,13 @@ def _example(path, label, data, fmt, duration):
 def write_shard(job):
   """Writes one shard; returns (index, clips written, [(path, reason)] skipped)."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from cola_tf import files  # pylint: disable=import-outside-toplevel
   index, total, rows, out_dir, out_format, compression, identity = job
   final = os.path.join(out_dir, shard_name(index, total))
-  tmp = final + ".tmp"
   written, skipped = 0, []
-  with tf.io.TFRecordWriter(tmp, tf.io.TFRecordOptions(compression_type=compression)) as w:
+  options = tf.io.TFRecordOptions(compression_type=compression)
+  # The shard exists only once complete: its .json first, then the shard itself.
+  with files.atomic_output(final) as tmp, tf.io.TFRecordWriter(tmp, options) as w:
     for path, label in rows:
       try:
         data, fmt, duration = _encode(path, out_format)
@@ -88,15 +92,13 @@ def write_shard(job):
         continue
       w.write(_example(path, label, data, fmt, duration))
       written += 1
-  _write_json(final + ".json", {"clips": written, "skipped": skipped, **identity})
-  os.replace(tmp, final)  # the shard exists only once complete
+    _write_json(final + ".json", {"clips": written, "skipped": skipped, **identity})
   return index, written, skipped
 
 
 def _write_json(path, value):
-  with open(path + ".tmp", "w") as f:
-    json.dump(value, f, indent=1)
-  os.replace(path + ".tmp", path)
+  from cola_tf import files  # pylint: disable=import-outside-toplevel  (TF: not before forking)
+  files.atomic_write(path, json.dumps(value, indent=1))
 
 
 def _identity(rows, shards, out_format, compression, seed):
@@ -156,14 +158,13 @@ def make_tfrecords(manifest, out_dir, shards, out_format=PCM16, compression="ZLI
                      "another manifest or other settings (shards, format, compression, seed); "
                      "pass --overwrite to clear and rewrite the folder, or choose another --out")
   if stale:
-    print(f"[make_tfrecords] --overwrite: removing {len(stale)} stale shard(s) in {out_dir}",
-          flush=True)
+    log(f"--overwrite: removing {len(stale)} stale shard(s) in {out_dir}")
     _clear(out_dir)
   jobs = [(i, shards, rows[i::shards], out_dir, out_format, compression, identity)
           for i in range(shards)
           if not os.path.exists(os.path.join(out_dir, shard_name(i, shards)))]
-  print(f"[make_tfrecords] {len(rows)} clips -> {shards} {out_format} shards in {out_dir}; "
-        f"{shards - len(jobs)} already written, {len(jobs)} to write", flush=True)
+  log(f"{len(rows)} clips -> {shards} {out_format} shards in {out_dir}; "
+      f"{shards - len(jobs)} already written, {len(jobs)} to write")
   _run_jobs(jobs, shards, workers)
   return _write_index(out_dir, shards, identity)
 
@@ -178,11 +179,10 @@ def _run_jobs(jobs, shards, workers):
     for done, (index, written, skipped) in enumerate(pool.imap_unordered(write_shard, jobs), 1):
       elapsed = time.time() - started
       eta = elapsed / done * (len(jobs) - done)
-      print(f"[make_tfrecords] [{done}/{len(jobs)}] {shard_name(index, shards)}: {written} "
-            f"clips, {len(skipped)} skipped | {elapsed:.0f}s elapsed, ETA {eta:.0f}s",
-            flush=True)
+      log(f"[{done}/{len(jobs)}] {shard_name(index, shards)}: {written} clips, "
+          f"{len(skipped)} skipped | {elapsed:.0f}s elapsed, ETA {eta:.0f}s")
       for path, reason in skipped:
-        print(f"[make_tfrecords]   skipped bad file {path}: {reason}", flush=True)
+        log(f"  skipped bad file {path}: {reason}")
 
 
 def _write_index(out_dir, shards, identity):
@@ -194,8 +194,8 @@ def _write_index(out_dir, shards, identity):
     index["clips"] += meta["clips"]
     index["skipped"] += [p for p, _ in meta["skipped"]]
   _write_json(os.path.join(out_dir, INDEX), index)
-  print(f"[make_tfrecords] done: {index['clips']} clips in {shards} shards, "
-        f"{len(index['skipped'])} bad files skipped", flush=True)
+  log(f"done: {index['clips']} clips in {shards} shards, "
+      f"{len(index['skipped'])} bad files skipped")
   return index
 
 
@@ -216,7 +216,7 @@ def main(argv=None):
     make_tfrecords(a.manifest, a.out, a.shards, a.format, a.compression, a.workers, a.seed,
                    a.overwrite)
   except ValueError as e:
-    print(f"[make_tfrecords] error: {e}", file=sys.stderr)
+    log(f"error: {e}", error=True)
     return 2
   return 0
 

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from cola_tf import files as files_lib
+from cola_tf import logs
 from cola_tf.data import audio as audio_lib
 
 
@@ -205,6 +206,31 @@ class ManifestSource(FileListSource):
 SPEECH_COMMANDS_SPLITS = ("train", "validation", "test", "all")
 
 
+def speech_commands_clips(root):
+  """[(path, word, split)] of a Speech Commands v0.02 tree, sorted; split is 'validation' or
+  'test' when validation_list.txt / testing_list.txt name the clip, else 'train'. The one
+  reader of those lists (the trainer's source, the probes' tasks, the HEAR task writer)."""
+  lists = {}
+  for name, list_file in (("validation", "validation_list.txt"), ("test", "testing_list.txt")):
+    path = os.path.join(root, list_file)
+    if not tf.io.gfile.exists(path):
+      raise ValueError(f"{path} not found (is {root!r} a Speech Commands v0.02 root?)")
+    with tf.io.gfile.GFile(path) as f:
+      lists[name] = {line.strip() for line in f if line.strip()}
+  clips = []
+  for word in sorted(w.rstrip("/") for w in tf.io.gfile.listdir(root)):
+    word_dir = os.path.join(root, word)
+    if word.startswith("_") or not tf.io.gfile.isdir(word_dir):
+      continue
+    for name in sorted(tf.io.gfile.listdir(word_dir)):
+      if name.endswith(".wav"):
+        rel = f"{word}/{name}"
+        split = ("validation" if rel in lists["validation"]
+                 else "test" if rel in lists["test"] else "train")
+        clips.append((os.path.join(word_dir, name), word, split))
+  return clips
+
+
 @gin.configurable
 class SpeechCommandsSource(FileListSource):
   """Speech Commands v0.02: <root>/<word>/<speaker>_nohash_<n>.wav, splits from
@@ -214,28 +240,12 @@ class SpeechCommandsSource(FileListSource):
   def __init__(self, root, split="train"):
     if split not in SPEECH_COMMANDS_SPLITS:
       raise ValueError(f"SpeechCommandsSource.split must be one of {SPEECH_COMMANDS_SPLITS}")
-    lists = {}
-    for name, list_file in (("validation", "validation_list.txt"), ("test", "testing_list.txt")):
-      path = os.path.join(root, list_file)
-      if not tf.io.gfile.exists(path):
-        raise ValueError(f"SpeechCommandsSource: {path} not found (is {root!r} a Speech "
-                         "Commands v0.02 root?)")
-      with tf.io.gfile.GFile(path) as f:
-        lists[name] = {line.strip() for line in f if line.strip()}
-    files, labels = [], []
-    for word in sorted(w.rstrip("/") for w in tf.io.gfile.listdir(root)):
-      word_dir = os.path.join(root, word)
-      if word.startswith("_") or not tf.io.gfile.isdir(word_dir):
-        continue
-      for name in sorted(tf.io.gfile.listdir(word_dir)):
-        if not name.endswith(".wav"):
-          continue
-        rel = f"{word}/{name}"
-        clip_split = ("validation" if rel in lists["validation"]
-                      else "test" if rel in lists["test"] else "train")
-        if split in ("all", clip_split):
-          files.append(os.path.join(word_dir, name))
-          labels.append(word)
+    try:
+      clips = speech_commands_clips(root)
+    except ValueError as e:
+      raise ValueError(f"SpeechCommandsSource: {e}") from None
+    chosen = [(path, word) for path, word, s in clips if split in ("all", s)]
+    files, labels = [p for p, _ in chosen], [w for _, w in chosen]
     if not files:
       raise ValueError(f"SpeechCommandsSource: no {split} clips under {root}")
     super().__init__(files, labels, description=f"{root} [{split}]")
@@ -406,16 +416,16 @@ def count_records(shards, compression, parallel=32):
       return n
 
   counts, started, last = {}, time.time(), time.time()
-  print(f"[cola_tf] counting the records of {len(shards)} TFRecord shard(s) (no "
-        f"{TFRECORD_INDEX}; pass TFRecordSource.num_records to skip this)", flush=True)
+  logs.log(f"counting the records of {len(shards)} TFRecord shard(s) (no "
+           f"{TFRECORD_INDEX}; pass TFRecordSource.num_records to skip this)")
   with futures.ThreadPoolExecutor(max(1, min(parallel, len(shards)))) as pool:
     jobs = {pool.submit(count, s): s for s in shards}
     for job in futures.as_completed(jobs):
       counts[jobs[job]] = job.result()
       if time.time() - last > 10 or len(counts) == len(shards):
         last = time.time()
-        print(f"[cola_tf] counted {len(counts)}/{len(shards)} shards: "
-              f"{sum(counts.values())} records, {last - started:.0f}s", flush=True)
+        logs.log(f"counted {len(counts)}/{len(shards)} shards: "
+                 f"{sum(counts.values())} records, {last - started:.0f}s")
   return [counts[s] for s in shards]
 
 
@@ -438,7 +448,7 @@ class TFDSSource(EncodedSource):
       self.builder.download_and_prepare()
     feature = self.builder.info.features[audio_key]
     self.name, self.split, self.audio_key = name, split, audio_key
-    self.rate = int(getattr(feature, "sample_rate", None) or 16000)
+    self.rate = int(getattr(feature, "sample_rate", None) or audio_lib.SAMPLE_RATE)
     self.scale = 1.0 / 32768.0 if feature.dtype in (tf.int16, "int16") else 1.0
     self._len = None
 

@@ -19,9 +19,10 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
+from cola_tf import SAMPLE_RATE
+from cola_tf import logs
 from cola_tf.data import sources
 
-SAMPLE_RATE = 16000
 KINDS = ("melody", "voice", "texture", "rhythm")
 _VERSION = 1
 
@@ -148,7 +149,7 @@ class SyntheticSource(sources.FolderSource):
     key = hashlib.sha1(json.dumps([num_clips, seconds, seed, _VERSION]).encode()).hexdigest()[:10]
     root = os.path.join(cache_dir or default_cache_dir(), f"synthetic-{key}")
     if not os.path.exists(os.path.join(root, "corpus.json")):
-      print(f"[cola_tf] generating the embedded synthetic corpus ({num_clips} clips of "
-            f"~{seconds:g} s) in {root}", flush=True)
+      logs.log(f"generating the embedded synthetic corpus ({num_clips} clips of "
+               f"~{seconds:g} s) in {root}")
       write_corpus(root, num_clips, seconds, seed)
     super().__init__(root, extensions=("wav",))

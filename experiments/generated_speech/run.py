@@ -46,6 +46,8 @@ import time
 
 import numpy as np
 
+from cola_tf import export_metadata
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 # The espeak-ng corpus generator lives with the project's scripts (tests use it too).
 GENERATOR = os.path.join(HERE, "..", "..", "scripts", "make_speech_commands_synth.py")
@@ -148,11 +150,10 @@ def pretrain(out, name, gin_files, manifest, seed, steps):
   """Trains (or resumes) one run and exports it; returns its model_dir."""
   model_dir = os.path.join(out, "runs", slug(name))
   export_dir = os.path.join(model_dir, "export")
-  if os.path.isfile(os.path.join(export_dir, "cola_metadata.json")):
-    with open(os.path.join(export_dir, "cola_metadata.json")) as f:
-      if json.load(f)["training_step"] >= steps:
-        log(f"pretrain {name}: done earlier ({model_dir})")
-        return model_dir
+  if (export_metadata.is_export(export_dir)
+      and export_metadata.read(export_dir)["training_step"] >= steps):
+    log(f"pretrain {name}: done earlier ({model_dir})")
+    return model_dir
   log(f"pretrain {name}: {steps} steps -> {model_dir}")
   started = time.time()
   params = [f"MANIFEST = '{manifest}'", f"train.seed = {seed}", f"train.total_steps = {steps}",
@@ -172,7 +173,7 @@ def random_init_export(out, model_dir, seed):
   """The run's encoder, untrained, initialised with `seed` (kept inside the run's folder, so
   it always matches that run's configuration)."""
   output = os.path.join(model_dir, f"random_init_seed{seed}")
-  if not os.path.isfile(os.path.join(output, "cola_metadata.json")):
+  if not export_metadata.is_export(output):
     run_logged([sys.executable, "-m", "cola_tf.export", "--model_dir", model_dir,
                 "--random_init_seed", str(seed), "--output", output],
                os.path.join(out, "logs", "random_init.log"))

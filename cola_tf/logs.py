@@ -1,0 +1,17 @@
+"""The one logging path: `[component] message` lines, flushed at once (progress lines must
+show up in job logs as they happen); stdout for progress, stderr for errors.
+
+In-graph messages (tf.print inside tf.data) cannot call Python; they use the same
+`[cola_tf] ...` prefix by hand.
+"""
+import functools
+import sys
+
+
+def log(message, component="cola_tf", error=False):
+  print(f"[{component}] {message}", file=sys.stderr if error else sys.stdout, flush=True)
+
+
+def logger(component):
+  """`log` bound to one component's prefix, e.g. logger("linear_probe")("done")."""
+  return functools.partial(log, component=component)
