@@ -12,7 +12,8 @@ import tensorflow as tf
 import hear_module
 from cola_tf import configuration
 from cola_tf import export
-from cola_tf import linear_probe
+from cola_tf.probe import embedders
+from cola_tf.probe import speech_commands
 from cola_tf import trainer as train_lib
 from cola_tf.data import sources
 from cola_tf.data import synthetic
@@ -63,7 +64,7 @@ def test_train_resume_export_and_embed_on_ram_filesystem(tmp_path, clean_gin):
   model = hear_module.load_model(f"{model_dir}/export")
   audio = np.random.default_rng(0).uniform(-0.5, 0.5, (2, 16000)).astype(np.float32)
   scene = hear_module.get_scene_embeddings(audio, model).numpy()
-  embedder = linear_probe.ExportEmbedder(f"{model_dir}/export", "scene")
+  embedder = embedders.ExportEmbedder(f"{model_dir}/export", "scene")
   np.testing.assert_allclose(embedder.clips(audio).numpy(), scene, rtol=1e-5, atol=1e-6)
 
   local_sc = str(tmp_path / "sc")
@@ -71,5 +72,5 @@ def test_train_resume_export_and_embed_on_ram_filesystem(tmp_path, clean_gin):
   _copy_tree(local_sc, f"{root}/sc")
   remote = sources.SpeechCommandsSource(f"{root}/sc", "all")
   assert len(remote) == len(sources.SpeechCommandsSource(local_sc, "all"))
-  names, splits = linear_probe.keyword_task(f"{root}/sc", 35)
+  names, splits = speech_commands.keyword_task(f"{root}/sc", 35)
   assert len(names) == 2 and len(splits["train"]) > 0

@@ -2,6 +2,7 @@
 configs are found by name from anywhere, and ship in the wheel."""
 import glob
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -106,8 +107,13 @@ def test_shipped_configs_by_name_from_any_directory(tmp_path):
 
 
 def test_the_wheel_ships_every_gin_file(tmp_path):
+  source = tmp_path / "src"  # a copy: building writes build/ and egg-info beside setup.py
+  ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+  for name in ("cola_tf", "hear_module"):
+    shutil.copytree(os.path.join(REPO, name), source / name, ignore=ignore)
+  shutil.copy(os.path.join(REPO, "setup.py"), source / "setup.py")
   proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                         "-q", "-w", str(tmp_path), REPO], capture_output=True, text=True,
+                         "-q", "-w", str(tmp_path), str(source)], capture_output=True, text=True,
                         timeout=600)
   assert proc.returncode == 0, proc.stderr[-2000:]
   (wheel,) = glob.glob(str(tmp_path / "cola_tf-*.whl"))

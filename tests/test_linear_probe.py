@@ -10,6 +10,10 @@ import soundfile as sf
 from cola_tf import configuration
 from cola_tf import export
 from cola_tf import linear_probe
+from cola_tf.probe import embedders
+from cola_tf.probe import fit
+from cola_tf.probe import protocol
+from cola_tf.probe import speech_commands
 from conftest import make_speech_commands_tree
 
 SR = 16000
@@ -52,31 +56,31 @@ def tree(tmp_path_factory):
 
 
 def test_keyword_splits_follow_the_lists_and_are_speaker_disjoint(tree):
-  names, splits = linear_probe.keyword_task(tree, 35)
+  names, splits = speech_commands.keyword_task(tree, 35)
   assert names == [f"word{w}" for w in range(4)]
   assert {len(splits[s]) for s in ("valid", "test")} == {4 * 4}
   assert len(splits["train"]) == 4 * 10 * 4
-  speakers = {s: {linear_probe.speaker_of(p) for p in splits[s].files} for s in splits}
+  speakers = {s: {speech_commands.speaker_of(p) for p in splits[s].files} for s in splits}
   assert speakers["valid"] == {"spk000"} and speakers["test"] == {"spk001"}
   assert not speakers["train"] & (speakers["valid"] | speakers["test"])
 
 
 def test_keyword_12_classes_add_unknown_and_silence(tree):
-  names, splits = linear_probe.keyword_task(tree, 12)
+  names, splits = speech_commands.keyword_task(tree, 12)
   assert names == ["_silence_", "_unknown_"]  # no HEAR word in this tree: all unknown
   for split in splits.values():
     assert split.arrays and all(a.shape == (SR,) and l == "_silence_" for a, l in split.arrays)
 
 
 def test_speaker_splits_share_speakers_but_no_clip(tree):
-  names, splits = linear_probe.speaker_task(tree, min_clips=4)
+  names, splits = speech_commands.speaker_task(tree, min_clips=4)
   assert len(names) == 12
   files = [set(splits[s].files) for s in ("train", "valid", "test")]
   assert not (files[0] & files[1] or files[0] & files[2] or files[1] & files[2])
   assert sum(len(f) for f in files) == 4 * 12 * 4
   assert set(splits["test"].labels) <= set(splits["train"].labels)
   with pytest.raises(ValueError, match="min_speaker_clips"):
-    linear_probe.speaker_task(tree, min_clips=1000)
+    speech_commands.speaker_task(tree, min_clips=1000)
 
 
 def test_fit_probe_keeps_the_best_validation_epoch():
@@ -88,42 +92,42 @@ def test_fit_probe_keeps_the_best_validation_epoch():
     return (centres[y] + rng.normal(size=(n, 16))).astype(np.float32), y.astype(np.int32)
 
   data = {"train": split(400), "valid": split(100), "test": split(100)}
-  settings = linear_probe.ProbeSettings(epochs=15, batch_size=64, learning_rate=1e-2,
+  settings = fit.ProbeSettings(epochs=15, batch_size=64, learning_rate=1e-2,
                                         reference_batch=0, warmup_epochs=1, standardize=True)
-  result = linear_probe.fit_probe(data, 5, settings, verbose=False)
+  result = fit.fit_probe(data, 5, settings, verbose=False)
   valid = [h["valid_accuracy"] for h in result["history"]]
   assert result["valid_accuracy"] == max(valid)
   assert result["best_epoch"] == len(valid) - valid[::-1].index(max(valid))  # the last best
   assert result["test_accuracy"] > 0.9
   # Labels unrelated to the features: the probe must not find signal in the test split.
   shuffled = {s: (x, rng.permutation(y)) for s, (x, y) in data.items()}
-  chance = linear_probe.fit_probe(shuffled, 5, settings, verbose=False)
+  chance = fit.fit_probe(shuffled, 5, settings, verbose=False)
   assert chance["test_accuracy"] < 0.45
 
 
 def test_seed_protocol_defaults_and_schedule():
   """audax's SC probe: batch 512, 50 epochs, lr 1e-3 x 512 / 256, 5 warmup epochs, cosine."""
-  settings = linear_probe.ProbeSettings()
+  settings = fit.ProbeSettings()
   assert (settings.epochs, settings.batch_size, settings.weight_decay) == (50, 512, 0.0)
   assert settings.peak_learning_rate() == pytest.approx(2e-3) and not settings.standardize
   rng = np.random.default_rng(0)
   x = rng.normal(size=(1024, 8)).astype(np.float32)  # 2 steps per epoch at batch 512
   y = (x[:, 0] > 0).astype(np.int32)
   data = {"train": (x, y), "valid": (x[:100], y[:100]), "test": (x[:100], y[:100])}
-  lrs = [h["learning_rate"] for h in linear_probe.fit_probe(data, 2, verbose=False)["history"]]
+  lrs = [h["learning_rate"] for h in fit.fit_probe(data, 2, verbose=False)["history"]]
   assert len(lrs) == 50
   assert lrs[0] == pytest.approx(2e-3 * 1 / 10, rel=1e-3)  # epoch 1 ends at step 1 of 10 warmup
   assert max(lrs) == pytest.approx(2e-3, rel=1e-2) and lrs[-1] < 1e-6  # ~0 at the end
   assert all(a >= b for a, b in zip(lrs[5:], lrs[6:]))  # cosine: never rises after warmup
   with pytest.raises(ValueError, match="--warmup_epochs"):
-    linear_probe.fit_probe(data, 2, linear_probe.ProbeSettings(epochs=4), verbose=False)
+    fit.fit_probe(data, 2, fit.ProbeSettings(epochs=4), verbose=False)
 
 
 def test_clips_are_centre_cropped_or_centre_padded():
   long = np.arange(20, dtype=np.float32)
-  np.testing.assert_array_equal(linear_probe.fit_clip(long, 10).numpy(), long[5:15])
+  np.testing.assert_array_equal(embedders.fit_clip(long, 10).numpy(), long[5:15])
   short = np.arange(1, 7, dtype=np.float32)
-  np.testing.assert_array_equal(linear_probe.fit_clip(short, 10).numpy(),
+  np.testing.assert_array_equal(embedders.fit_clip(short, 10).numpy(),
                                 [0, 0, 1, 2, 3, 4, 5, 6, 0, 0])
 
 
@@ -188,7 +192,7 @@ def random_exports(tmp_path_factory):
 
 def test_random_init_exports_are_seeded(random_exports):
   clips = np.random.default_rng(0).uniform(-0.5, 0.5, (3, SR)).astype(np.float32)
-  emb = {k: linear_probe.ExportEmbedder(p).clips(clips).numpy() for k, p in random_exports.items()}
+  emb = {k: embedders.ExportEmbedder(p).clips(clips).numpy() for k, p in random_exports.items()}
   np.testing.assert_allclose(emb["a"], emb["b"], rtol=1e-5, atol=1e-6)
   assert not np.allclose(emb["a"], emb["c"], atol=1e-3)
 
@@ -196,24 +200,24 @@ def test_random_init_exports_are_seeded(random_exports):
 def test_probe_embeddings_ignore_gain(tree, random_exports):
   """The probe's input path (decode, centre fit, export) is gain invariant: a tree of the
   same clips 20 dB quieter gives the same features, clip and scene embeddings alike."""
-  names, splits = linear_probe.keyword_task(tree, 35)
+  names, splits = speech_commands.keyword_task(tree, 35)
   index = {n: i for i, n in enumerate(names)}
   quiet_root = os.path.join(os.path.dirname(tree), "quiet")
-  quiet = linear_probe.Split([], list(splits["valid"].labels))
+  quiet = speech_commands.Split([], list(splits["valid"].labels))
   for path in splits["valid"].files:
     audio, rate = sf.read(path, dtype="float32")
     quiet.files.append(os.path.join(quiet_root, *path.split(os.sep)[-2:]))
     os.makedirs(os.path.dirname(quiet.files[-1]), exist_ok=True)
     sf.write(quiet.files[-1], 0.1 * audio, rate, subtype="FLOAT")
   for embedding in ("clip", "scene"):
-    embedder = linear_probe.ExportEmbedder(random_exports["a"], embedding)
-    loud_x, loud_y = linear_probe.embed_split(embedder, splits["valid"], index, SR)
-    quiet_x, quiet_y = linear_probe.embed_split(embedder, quiet, index, SR)
+    embedder = embedders.ExportEmbedder(random_exports["a"], embedding)
+    loud_x, loud_y = embedders.embed_split(embedder, splits["valid"], index, SR)
+    quiet_x, quiet_y = embedders.embed_split(embedder, quiet, index, SR)
     np.testing.assert_array_equal(loud_y, quiet_y)
     np.testing.assert_allclose(quiet_x, loud_x, rtol=1e-3, atol=1e-4)
-  baseline = linear_probe.LogMelStatsEmbedder()
-  np.testing.assert_allclose(linear_probe.embed_split(baseline, quiet, index, SR)[0],
-                             linear_probe.embed_split(baseline, splits["valid"], index, SR)[0],
+  baseline = embedders.LogMelStatsEmbedder()
+  np.testing.assert_allclose(embedders.embed_split(baseline, quiet, index, SR)[0],
+                             embedders.embed_split(baseline, splits["valid"], index, SR)[0],
                              rtol=1e-3, atol=1e-3)
 
 
@@ -244,9 +248,9 @@ def test_espeak_tree_probes_end_to_end(tmp_path):
   """The generator's layout (espeak-ng speech when installed) through the whole protocol."""
   root = str(tmp_path / "sc")
   make_speech_commands_tree(root, num_words=3, num_speakers=10)
-  result = linear_probe.probe(linear_probe.LogMelStatsEmbedder(), "keyword", root,
-                              settings=linear_probe.ProbeSettings(epochs=5, warmup_epochs=1),
-                              output=str(tmp_path / "r"), verbose=False)
+  result = protocol.run(embedders.LogMelStatsEmbedder(), protocol.ProbeTask(root),
+                        settings=fit.ProbeSettings(epochs=5, warmup_epochs=1),
+                        output=str(tmp_path / "r"), verbose=False)
   counts = {}
   for split, name in (("valid", "validation_list.txt"), ("test", "testing_list.txt")):
     with open(os.path.join(root, name)) as f:
@@ -257,7 +261,7 @@ def test_espeak_tree_probes_end_to_end(tmp_path):
 
 
 def test_feature_cache_embeds_each_file_once_with_equal_results(tree):
-  class Counting(linear_probe.LogMelStatsEmbedder):
+  class Counting(embedders.LogMelStatsEmbedder):
     clips_seen = 0
 
     def clips(self, waveforms):
@@ -265,12 +269,12 @@ def test_feature_cache_embeds_each_file_once_with_equal_results(tree):
       return super().clips(waveforms)
 
   embedder, cache = Counting(), {}
-  names, splits = linear_probe.keyword_task(tree, 12)  # files + in-memory _silence_ clips
+  names, splits = speech_commands.keyword_task(tree, 12)  # files + in-memory _silence_ clips
   index = {n: i for i, n in enumerate(names)}
-  plain = linear_probe.embed_split(embedder, splits["train"], index, SR)
+  plain = embedders.embed_split(embedder, splits["train"], index, SR)
   first = Counting.clips_seen
-  cached = linear_probe.embed_split(embedder, splits["train"], index, SR, cache=cache)
-  again = linear_probe.embed_split(embedder, splits["train"], index, SR, cache=cache)
+  cached = embedders.embed_split(embedder, splits["train"], index, SR, cache=cache)
+  again = embedders.embed_split(embedder, splits["train"], index, SR, cache=cache)
   silence = len(splits["train"].arrays)
   assert Counting.clips_seen == 2 * first + silence  # the files once more, then silence only
   for x, y in (cached, again):

@@ -154,24 +154,12 @@ def pair_dataset(source, input_context, global_batch_size, frontend, seed=0,
   ds = _clip_stream(source, frontend.sample_rate, num_shards, shard_index, stream, cache,
                     deterministic, service, max_clip_seconds)
 
-  def crop(index, waveform):
-    return augment.random_crop_pair(frontend.normalize_clip(waveform), crop_samples,
-                                    tf.stack([stream, index]), short_clips)
-
+  crop = _cropper(frontend, crop_samples, stream, short_clips)
   ds = _keyed(ds, service).map(crop, num_parallel_calls=autotune,
                                        deterministic=deterministic)
   if not cache and pair_shuffle_buffer > 1:
     ds = ds.shuffle(pair_shuffle_buffer, seed=stream + 1)
-
-  def features(index, pairs):  # pairs: [b, 2, samples]
-    noise = None
-    if positive_noise_stddev > 0:
-      noise = positive_noise_stddev * tf.random.stateless_normal(
-          tf.shape(pairs[:, 1]), seed=tf.stack([stream + 3, index]))
-    anchor, positive = augment.augment_pair(frontend(pairs[:, 0]), frontend(pairs[:, 1], noise),
-                                            tf.stack([stream + 2, index]), spec_augment)
-    return {"anchor": anchor, "positive": positive}
-
+  features = _featurizer(frontend, stream, positive_noise_stddev, spec_augment)
   ds = _keyed(ds.batch(batch, drop_remainder=True), service)
   ds = ds.map(features, num_parallel_calls=autotune, deterministic=deterministic)
   if service:
@@ -181,6 +169,28 @@ def pair_dataset(source, input_context, global_batch_size, frontend, seed=0,
   options = tf.data.Options()
   options.deterministic = deterministic
   return ds.with_options(options).prefetch(autotune)
+
+
+def _cropper(frontend, crop_samples, stream, short_clips):
+  """(key, waveform) -> the clip normalised as the frontend says, two random crops [2, n]."""
+  def crop(index, waveform):
+    return augment.random_crop_pair(frontend.normalize_clip(waveform), crop_samples,
+                                    tf.stack([stream, index]), short_clips)
+  return crop
+
+
+def _featurizer(frontend, stream, positive_noise_stddev, spec_augment):
+  """(key, pairs [b, 2, samples]) -> {'anchor', 'positive'} log-mels: noise on the
+  positive's normalised waveform, then the frontend, then SpecAugment as configured."""
+  def features(index, pairs):
+    noise = None
+    if positive_noise_stddev > 0:
+      noise = positive_noise_stddev * tf.random.stateless_normal(
+          tf.shape(pairs[:, 1]), seed=tf.stack([stream + 3, index]))
+    anchor, positive = augment.augment_pair(frontend(pairs[:, 0]), frontend(pairs[:, 1], noise),
+                                            tf.stack([stream + 2, index]), spec_augment)
+    return {"anchor": anchor, "positive": positive}
+  return features
 
 
 def _check_pair_settings(positive_noise_stddev, spec_augment, max_clip_seconds):

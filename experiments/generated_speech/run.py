@@ -47,6 +47,10 @@ import time
 import numpy as np
 
 from cola_tf import export_metadata
+from cola_tf.probe import embedders
+from cola_tf.probe import fit
+from cola_tf.probe import speech_commands
+from cola_tf.probe import protocol
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # The espeak-ng corpus generator lives with the project's scripts (tests use it too).
@@ -182,7 +186,6 @@ def random_init_export(out, model_dir, seed):
 
 def probe_all(out, data, encoders, settings):
   """{(encoder name, task): test accuracy} via cola_tf.linear_probe, cached in OUT/probes."""
-  from cola_tf import linear_probe  # pylint: disable=import-outside-toplevel
   root = os.path.join(data, "speech_commands")
   results = {}
   for name, export_dir in encoders:
@@ -192,10 +195,10 @@ def probe_all(out, data, encoders, settings):
       done = os.path.join(report, "results.json")
       if not os.path.isfile(done):
         if embedder is None:
-          embedder = (linear_probe.LogMelStatsEmbedder() if export_dir is None
-                      else linear_probe.ExportEmbedder(export_dir))
-        linear_probe.probe(embedder, task, root, classes=35, settings=settings,
-                           output=report, feature_cache=cache, verbose=False)
+          embedder = (embedders.LogMelStatsEmbedder() if export_dir is None
+                      else embedders.ExportEmbedder(export_dir))
+        protocol.run(embedder, protocol.ProbeTask(root, task, classes=35), settings=settings,
+                     output=report, feature_cache=cache, verbose=False)
       with open(done) as f:
         results[(name, task)] = json.load(f)["test_accuracy"]
       log(f"probe {name:40s} {task:8s} test top-1 {results[(name, task)]:.4f}")
@@ -372,13 +375,12 @@ def main(argv=None):
   p.add_argument("--ablations", action="store_true", help="also run the ablations")
   p.add_argument("--no_heareval", action="store_true")
   a = p.parse_args(argv)
-  from cola_tf import linear_probe  # pylint: disable=import-outside-toplevel
   started = time.time()
   out = os.path.abspath(a.out)
   os.makedirs(out, exist_ok=True)
   data = make_data(out, a.speakers, a.takes, a.unlabeled, a.data_seed, a.words)
   manifest = write_manifest(data)
-  settings = linear_probe.ProbeSettings(**{**PROBE_SETTINGS, "epochs": a.probe_epochs})
+  settings = fit.ProbeSettings(**{**PROBE_SETTINGS, "epochs": a.probe_epochs})
 
   runs, encoders = [], [("log-mel mean/std", None)]
   for arm, gin_file in ARMS.items():
@@ -422,8 +424,8 @@ def main(argv=None):
       ablation_rows.append((name.split(" ", 1)[1], 0, task, acc))
 
   groups = ["log-mel mean/std"] + [g for arm in ARMS for g in (random_group(arm), arm)]
-  words = len(linear_probe.keyword_task(os.path.join(data, "speech_commands"))[0])
-  speakers = len(linear_probe.speaker_task(os.path.join(data, "speech_commands"))[0])
+  words = len(speech_commands.keyword_task(os.path.join(data, "speech_commands"))[0])
+  speakers = len(speech_commands.speaker_task(os.path.join(data, "speech_commands"))[0])
   write_outputs(out, rows, runs, groups, ablation_rows, words, speakers)
   with open(os.path.join(out, "results.md")) as f:
     print("\n" + f.read(), flush=True)

@@ -1,0 +1,57 @@
+"""The codebase's shape: library functions short enough to read at once, no argparse in
+library modules (command lines are thin entry points), no paths into the checkout."""
+import ast
+import glob
+import os
+
+from conftest import REPO
+
+MAX_FUNCTION_LINES = 60
+# Command-line entry points: `python -m cola_tf.X` (flags -> a library call) and the
+# benchmark scripts. Everything else under cola_tf/ and hear_module/ is library.
+ENTRY_POINTS = {"cola_tf/train.py", "cola_tf/export.py", "cola_tf/linear_probe.py",
+                "cola_tf/hear_eval.py", "cola_tf/prepare_speech_commands.py",
+                "cola_tf/data/make_tfrecords.py"}
+
+
+def _modules():
+  paths = glob.glob(os.path.join(REPO, "cola_tf", "**", "*.py"), recursive=True)
+  paths += glob.glob(os.path.join(REPO, "hear_module", "**", "*.py"), recursive=True)
+  return sorted(os.path.relpath(p, REPO) for p in paths)
+
+
+def _code_lines(fn):
+  """Lines of a function after its docstring (the docstring documents; it is not code)."""
+  body = fn.body
+  if len(body) > 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+    body = body[1:]
+  return fn.end_lineno - body[0].lineno + 2  # the code, plus the `def` line
+
+
+def test_no_library_function_is_longer_than_60_lines():
+  long = []
+  for path in _modules():
+    with open(os.path.join(REPO, path)) as f:
+      tree = ast.parse(f.read())
+    for node in ast.walk(tree):
+      if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        if _code_lines(node) > MAX_FUNCTION_LINES:
+          long.append(f"{path}:{node.lineno} {node.name} ({_code_lines(node)} lines)")
+  assert not long, "functions over 60 lines (split them): " + "; ".join(long)
+
+
+def test_argparse_only_in_entry_points():
+  users = set()
+  for path in _modules():
+    with open(os.path.join(REPO, path)) as f:
+      text = f.read()
+    if "import argparse" in text and not path.startswith("cola_tf/benchmarks/"):
+      users.add(path)
+  assert users <= ENTRY_POINTS, f"argparse in library modules: {sorted(users - ENTRY_POINTS)}"
+
+
+def test_library_reaches_no_checkout_path():
+  for path in _modules():
+    with open(os.path.join(REPO, path)) as f:
+      text = f.read()
+    assert '"..", ".."' not in text and "'..', '..'" not in text, path
