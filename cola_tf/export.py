@@ -57,7 +57,7 @@ from cola_tf import distribute
 from cola_tf import export_metadata
 from cola_tf import files
 from cola_tf import logs
-from cola_tf import trainer  # noqa: F401  (registers every configurable the config names)
+from cola_tf import training  # noqa: F401  (registers every configurable the config names)
 from cola_tf.data import pipeline
 
 TIMESTAMP_HOP_MS = 50.0
@@ -139,7 +139,7 @@ class FrozenEncoder(tf.Module):
     scales a window by a = 1 / ||window||, which scales its power spectrum, hence its mel
     power, by a^2 exactly: the clip's mel power is rescaled per window (a from the sums of
     squares of hop-sized blocks) before the log. 'l2_clip' scales the whole clip first, as
-    the reference does; per-window standardisation ('per_example') follows the log, as in
+    the reference does; per-window standardisation ('per_window') follows the log, as in
     the frontend. So timestamps cost one STFT per clip plus 4 edge frames per window
     instead of 97 frames per window.
     """

@@ -17,8 +17,11 @@ import numpy as np
 import tensorflow as tf
 
 from cola_tf import SAMPLE_RATE
+from cola_tf import logs
 
-NORMALIZATIONS = ("none", "per_example")
+NORMALIZATIONS = ("none", "per_window")
+# Old value names still read (operative configs of earlier runs hold them), with a note.
+RENAMED_NORMALIZATIONS = {"per_example": "per_window"}
 WAVEFORM_NORMALIZATIONS = ("l2_window", "l2_clip", "none")
 WINDOWS = ("hann_symmetric", "hann_periodic")
 PADDINGS = ("centre_reflect", "end_zero")
@@ -39,7 +42,7 @@ class LogMelFrontend:
   centred on multiples of the hop with reflect padding (torch-style `center=True`, so a
   window of N samples gives 1 + N // hop frames: 0.96 s -> 97, 1 s -> 101), log floor 1e-8.
   `padding='end_zero'` instead zero-pads the end (ceil(N / hop) frames: 0.96 s -> 96).
-  `normalization='per_example'` also standardises each model input's log-mel over time and
+  `normalization='per_window'` also standardises each model input's log-mel over time and
   frequency ((x - mean) / (std + 1e-7), audax's `normalize_batch`).
   """
 
@@ -48,6 +51,10 @@ class LogMelFrontend:
                upper_edge_hz=7800.0, log_floor=1e-8, normalization="none",
                waveform_normalization="l2_window", window="hann_symmetric",
                padding="centre_reflect"):
+    if normalization in RENAMED_NORMALIZATIONS:
+      logs.log(f"note: LogMelFrontend.normalization = {normalization!r} is now "
+               f"{RENAMED_NORMALIZATIONS[normalization]!r}")
+      normalization = RENAMED_NORMALIZATIONS[normalization]
     for name, value, allowed in (("normalization", normalization, NORMALIZATIONS),
                                  ("waveform_normalization", waveform_normalization,
                                   WAVEFORM_NORMALIZATIONS),

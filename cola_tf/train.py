@@ -3,7 +3,7 @@ r"""COLA pretraining: `python -m cola_tf.train --gin_file tiny [--model_dir DIR]
 `--gin_file` is a path or a shipped config's name (tiny, convnext_tiny, ...; see
 cola_tf.configuration).
 
-Flags -> gin -> `cola_tf.trainer.train()`, then (by default) export of the frozen encoder to
+Flags -> gin -> `cola_tf.training.train()`, then (by default) export of the frozen encoder to
 MODEL_DIR/export. The operative gin config saved in MODEL_DIR is parsed first when a run
 resumes there, so `python -m cola_tf.train --model_dir DIR` continues a run as configured.
 
@@ -30,7 +30,7 @@ from cola_tf import configuration
 from cola_tf import distribute
 from cola_tf import export
 from cola_tf import preemption
-from cola_tf import trainer
+from cola_tf import training
 from cola_tf import workdir_lock
 
 FLAGS = flags.FLAGS
@@ -61,9 +61,9 @@ def main(argv):
     params += ["train.strategy = 'tpu'", f"train.tpu_address = {FLAGS.tpu!r}"]
   try:
     configuration.parse_gin(FLAGS.gin_file, params, model_dir)
-    result = trainer.train(model_dir)
+    result = training.train(model_dir)
   except preemption.StopRequested as e:
-    trainer.log(str(e))
+    training.log(str(e))
     _exit_now(e.exit_code)
   except (ValueError, FileNotFoundError, workdir_lock.ModelDirBusyError) as e:
     _fail(e, 2)
@@ -72,7 +72,7 @@ def main(argv):
   if FLAGS.export and result["chief"]:
     output = os.path.join(model_dir, "export")
     meta = export.export(model_dir, output)
-    trainer.log(f"exported the frozen encoder ({meta['embedding_size']}-d, step "
+    training.log(f"exported the frozen encoder ({meta['embedding_size']}-d, step "
                 f"{meta['training_step']}) to {output}")
 
 
@@ -85,7 +85,7 @@ def _fail(error, code):
     message = f"{type(error).__name__}: {error.message.strip()}"
   # gin appends "In call to configurable 'X' (<function ...>)" lines: keep them on the line.
   message = re.sub(r" \(<[^>]*>\)", "", " ".join(l.strip() for l in message.splitlines()))
-  trainer.log(f"ERROR: {message}" + ("" if FLAGS.traceback else " (--traceback for details)"))
+  training.log(f"ERROR: {message}" + ("" if FLAGS.traceback else " (--traceback for details)"))
   _exit_now(code)
 
 

@@ -53,7 +53,7 @@ def test_toy_experiment_writes_results_and_resumes(tmp_path):
   with open(os.path.join(out, "runs", "cola_cosine_per-window_seed0", "operative_config.gin")) as f:
     config = f.read()
   assert "ColaModel.similarity = 'cosine'" in config
-  assert "LogMelFrontend.normalization = 'per_example'" in config
+  assert "LogMelFrontend.normalization = 'per_window'" in config
   # Every stage is on disk: a rerun trains nothing and reports the same numbers.
   again = subprocess.run(cmd, cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
                          timeout=900)

@@ -95,14 +95,18 @@ def test_batched_equals_single_and_peak_band():
   assert batched[1].mean(0).argmax() > batched[0].mean(0).argmax() + 20
 
 
-def test_per_example_normalisation_and_params():
-  fe = frontend_lib.LogMelFrontend(normalization="per_example", waveform_normalization="none")
+def test_per_window_normalisation_and_params(capsys):
+  fe = frontend_lib.LogMelFrontend(normalization="per_window", waveform_normalization="none")
   x = np.random.default_rng(1).standard_normal((3, 15360)).astype(np.float32) * [[0.01], [0.1], [1.0]]
   y = fe(x).numpy()
   np.testing.assert_allclose(y.mean(axis=(1, 2)), 0.0, atol=1e-4)
   np.testing.assert_allclose(y.std(axis=(1, 2)), 1.0, atol=1e-3)
-  assert fe.params()["normalization"] == "per_example"
+  assert fe.params()["normalization"] == "per_window"
   assert fe.params()["waveform_normalization"] == "none"
+  # The old value name (earlier runs' operative configs hold it) reads as the new one.
+  old = frontend_lib.LogMelFrontend(normalization="per_example", waveform_normalization="none")
+  assert old.normalization == "per_window" and np.array_equal(old(x).numpy(), y)
+  assert "'per_example' is now 'per_window'" in capsys.readouterr().out
   assert fe.num_frames(15360) == 97 and fe.num_frames(16000) == 101
 
 
@@ -120,7 +124,7 @@ def test_window_frames_from_the_signal_and_edge_pieces(padding, lo, hi, head, ta
   """A window's interior frames are 'valid' frames of the signal it is cut from; its edge
   frames come from its head and tail pieces; with its sum of squares, the mel power gives
   the frontend's output (what the export's shared-STFT path relies on)."""
-  fe = frontend_lib.LogMelFrontend(padding=padding, normalization="per_example")
+  fe = frontend_lib.LogMelFrontend(padding=padding, normalization="per_window")
   assert fe.interior_frames(15360) == (lo, hi)
   assert fe.edge_pieces(15360) == (head, tail_start)
   assert fe.edge_pieces(300) is None  # no interior frame

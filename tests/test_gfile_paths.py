@@ -14,7 +14,7 @@ from cola_tf import configuration
 from cola_tf import export
 from cola_tf.probe import embedders
 from cola_tf.probe import speech_commands
-from cola_tf import trainer as train_lib
+from cola_tf import training as train_lib
 from cola_tf.data import sources
 from cola_tf.data import synthetic
 from conftest import make_speech_commands_tree

@@ -16,7 +16,7 @@ from cola_tf import frontend as frontend_lib
 from cola_tf import model as model_lib
 from cola_tf import optimization
 from cola_tf import configuration
-from cola_tf import trainer  # noqa: F401  (registers train.* for the gin files)
+from cola_tf import training  # noqa: F401  (registers train.* for the gin files)
 from conftest import REPO, subprocess_env
 
 EXPERIMENT = os.path.join(REPO, "experiments", "generated_speech")
@@ -25,7 +25,7 @@ GIN_FILES = sorted(configuration.packaged_configs().values()) + sorted(
 # name -> (encoder, peak LR, weight decay, max drop path, log-mel normalisation)
 EXPECTED = {
     "tiny.gin": ("small_cnn", 1e-3, 1e-4, 0.1, "none"),
-    "efficientnet_b0.gin": ("efficientnet_b0", 5e-5 * 8, 1e-6, 0.2, "per_example"),
+    "efficientnet_b0.gin": ("efficientnet_b0", 5e-5 * 8, 1e-6, 0.2, "per_window"),
     "convnext_tiny.gin": ("convnext_tiny", 1e-3 * 8, 0.005, 0.1, "none"),
     "convnext_large.gin": ("convnext_large", 1e-3 * 8, 0.005, 0.2, "none"),
 }
@@ -88,7 +88,7 @@ def test_experiment_ablations_parse_on_the_recipe_arm(path, clean_gin):
 
 
 def test_shipped_configs_by_name_from_any_directory(tmp_path):
-  code = ("import official.modeling.optimization, cola_tf.trainer; "
+  code = ("import official.modeling.optimization, cola_tf.training; "
           "from cola_tf import configuration as c; "
           "print(c.resolve_gin_file('tiny')); print(c.resolve_gin_file('gin/convnext_tiny.gin')); "
           "c.parse_gin(['efficientnet_b0'], [], None); "

@@ -20,7 +20,7 @@ def test_schedule_at_warmup_peak_and_end():
 
 def test_recipe_batch_scaling_and_end_fraction():
   _, schedule = optimization.build_adamw(total_steps=500, steps_per_epoch=10,
-                                         learning_rate=1e-3, batch_size_scaling=256,
+                                         learning_rate=1e-3, reference_batch_size=256,
                                          global_batch_size=2048, warmup_steps=0,
                                          end_learning_rate_fraction=0.1)
   assert float(schedule(0)) == pytest.approx(8e-3, rel=1e-5)
@@ -45,3 +45,14 @@ def test_optimizer_uses_the_schedule_and_skips_decay_on_norms_and_biases():
 def test_warmup_longer_than_training_is_an_error():
   with pytest.raises(ValueError, match="warmup_steps"):
     optimization.build_adamw(total_steps=10, steps_per_epoch=10, warmup_epochs=2)
+
+
+def test_old_name_of_reference_batch_size_is_read_with_a_note(capsys):
+  _, schedule = optimization.build_adamw(total_steps=500, steps_per_epoch=10,
+                                         learning_rate=1e-3, batch_size_scaling=256,
+                                         global_batch_size=2048, warmup_steps=0)
+  assert float(schedule(0)) == pytest.approx(8e-3, rel=1e-5)
+  assert "batch_size_scaling is now build_adamw.reference_batch_size" in capsys.readouterr().out
+  with pytest.raises(ValueError, match="old name of reference_batch_size"):
+    optimization.build_adamw(total_steps=500, steps_per_epoch=10, reference_batch_size=128,
+                             batch_size_scaling=256, global_batch_size=2048, warmup_steps=0)

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from cola_tf import configuration
-from cola_tf import trainer as train_lib
+from cola_tf import training as train_lib
 from cola_tf.data import make_tfrecords
 from cola_tf.data import synthetic
 from conftest import REPO, subprocess_env
@@ -187,13 +187,13 @@ def test_gradients_are_clipped_after_the_all_reduce():
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from cola_tf import trainer
+from cola_tf import training
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 parts = tf.constant([[3.0, 0.0], [0.0, 4.0]])
 
 def fn():
   ctx = tf.distribute.get_replica_context()
-  return trainer.aggregated_gradients([parts[ctx.replica_id_in_sync_group]], 1.0)[0]
+  return training.aggregated_gradients([parts[ctx.replica_id_in_sync_group]], 1.0)[0]
 
 for r in strategy.experimental_local_results(strategy.run(tf.function(fn))):
   print("RESULT", *r.numpy().tolist())

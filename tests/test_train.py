@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from cola_tf import configuration
-from cola_tf import trainer as train_lib
+from cola_tf import training as train_lib
 from conftest import REPO, subprocess_env
 
 pytestmark = pytest.mark.slow  # end-to-end runs in subprocesses: `-m "not slow"` skips them

@@ -65,7 +65,7 @@ def _layer_and_optimizer(settings, num_classes, dim, num_batches):
   layer.build((None, dim))
   optimizer, schedule = optimization.build_adamw(
       settings.epochs * num_batches, num_batches, learning_rate=settings.peak_learning_rate(),
-      batch_size_scaling=None, warmup_epochs=settings.warmup_epochs, warmup_steps=None,
+      reference_batch_size=None, warmup_epochs=settings.warmup_epochs, warmup_steps=None,
       weight_decay=settings.weight_decay, end_learning_rate_fraction=0.0,
       gradient_clip_norm=0.0, beta_1=0.9, beta_2=0.999, epsilon=1e-8, no_weight_decay=())
   return layer, optimizer, schedule
