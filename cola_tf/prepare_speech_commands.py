@@ -28,9 +28,10 @@ import soundfile as sf
 from cola_tf import SAMPLE_RATE
 from cola_tf import logs
 from cola_tf.data import sources
+from cola_tf.probe.speech_commands import SPLITS
+from cola_tf.probe.speech_commands import TEN_WORDS
+from cola_tf.probe.speech_commands import silence_cuts
 
-TEN_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
-SPLITS = ("train", "valid", "test")
 
 
 def _load_1s(path):
@@ -39,30 +40,6 @@ def _load_1s(path):
   if rate != SAMPLE_RATE:
     raise ValueError(f"{path}: expected {SAMPLE_RATE} Hz, found {rate} Hz")
   return np.pad(audio, (0, max(0, SAMPLE_RATE - audio.size)))[:SAMPLE_RATE]
-
-
-def silence_cuts(src, wanted):
-  """`_silence_` clips for the 12-class task: {split: [(name, 1 s float32 cut)]}.
-
-  1 s cuts of `_background_noise_/*.wav`, `wanted[split]` per split, the noise files dealt
-  out to the splits in turn so no recording spans two splits.
-  """
-  noise_dir = os.path.join(src, "_background_noise_")
-  noises = sorted(n for n in os.listdir(noise_dir) if n.endswith(".wav")) \
-      if os.path.isdir(noise_dir) else []
-  if not noises:
-    raise ValueError(f"--src {src!r}: 12 classes need _background_noise_/*.wav for _silence_")
-  cuts_of = {s: [] for s in SPLITS}
-  for i, noise in enumerate(noises):
-    split = SPLITS[i % len(SPLITS)] if len(noises) >= len(SPLITS) else None
-    audio, _ = sf.read(os.path.join(noise_dir, noise), dtype="float32", always_2d=True)
-    audio = audio.mean(axis=1)
-    cuts = [audio[k:k + SAMPLE_RATE] for k in range(0, audio.size - SAMPLE_RATE + 1, SAMPLE_RATE)]
-    for j, cut in enumerate(cuts):
-      target = split or SPLITS[j % len(SPLITS)]
-      if len(cuts_of[target]) < wanted[target]:
-        cuts_of[target].append((f"_silence_-{os.path.splitext(noise)[0]}-{j:04d}.wav", cut))
-  return cuts_of
 
 
 def prepare(src, dst, classes=12, probe="linear", probe_grid=None):

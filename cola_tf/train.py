@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from cola_tf import configuration
 from cola_tf import distribute
-from cola_tf import export
+from cola_tf import frozen_encoder
 from cola_tf import preemption
 from cola_tf import training
 from cola_tf import workdir_lock
@@ -71,7 +71,7 @@ def main(argv):
     _fail(e, 1)
   if FLAGS.export and result["chief"]:
     output = os.path.join(model_dir, "export")
-    meta = export.export(model_dir, output)
+    meta = frozen_encoder.export(model_dir, output)
     training.log(f"exported the frozen encoder ({meta['embedding_size']}-d, step "
                 f"{meta['training_step']}) to {output}")
 

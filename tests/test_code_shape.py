@@ -9,9 +9,23 @@ from conftest import REPO
 MAX_FUNCTION_LINES = 60
 # Command-line entry points: `python -m cola_tf.X` (flags -> a library call) and the
 # benchmark scripts. Everything else under cola_tf/ and hear_module/ is library.
+# Four of them keep the one library function they run beside `main()` (prepare(),
+# make_tfrecords(), evaluate(): small, and used by nothing else in the library).
 ENTRY_POINTS = {"cola_tf/train.py", "cola_tf/export.py", "cola_tf/linear_probe.py",
                 "cola_tf/hear_eval.py", "cola_tf/prepare_speech_commands.py",
                 "cola_tf/data/make_tfrecords.py"}
+
+
+def _imports_of(path):
+  with open(os.path.join(REPO, path)) as f:
+    tree = ast.parse(f.read())
+  names = set()
+  for node in ast.walk(tree):
+    if isinstance(node, ast.ImportFrom) and node.module:
+      names |= {f"{node.module}.{a.name}" for a in node.names} | {node.module}
+    elif isinstance(node, ast.Import):
+      names |= {a.name for a in node.names}
+  return names
 
 
 def _modules():
@@ -55,3 +69,12 @@ def test_library_reaches_no_checkout_path():
     with open(os.path.join(REPO, path)) as f:
       text = f.read()
     assert '"..", ".."' not in text and "'..', '..'" not in text, path
+
+
+def test_library_does_not_import_entry_points():
+  entry_modules = {p[:-3].replace("/", ".") for p in ENTRY_POINTS}
+  for path in _modules():
+    if path in ENTRY_POINTS or path.startswith("cola_tf/benchmarks/"):
+      continue
+    bad = _imports_of(path) & entry_modules
+    assert not bad, f"{path} imports the command line module(s) {sorted(bad)}"

@@ -12,7 +12,7 @@ import soundfile as sf
 import tensorflow as tf
 
 import hear_module
-from cola_tf import export as export_lib
+from cola_tf import frozen_encoder as export_lib
 from cola_tf import export_metadata
 from cola_tf import prepare_speech_commands
 from conftest import REPO, make_speech_commands_tree, subprocess_env

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 import hear_module
 from cola_tf import configuration
-from cola_tf import export
+from cola_tf import frozen_encoder
 from cola_tf.probe import embedders
 from cola_tf.probe import speech_commands
 from cola_tf import training as train_lib
@@ -59,7 +59,7 @@ def test_train_resume_export_and_embed_on_ram_filesystem(tmp_path, clean_gin):
   assert (resumed["start_step"], resumed["step"]) == (4, 6)
   assert tf.train.latest_checkpoint(model_dir).endswith("ckpt-6")
 
-  meta = export.export(model_dir, f"{model_dir}/export")
+  meta = frozen_encoder.export(model_dir, f"{model_dir}/export")
   assert meta["training_step"] == 6
   model = hear_module.load_model(f"{model_dir}/export")
   audio = np.random.default_rng(0).uniform(-0.5, 0.5, (2, 16000)).astype(np.float32)

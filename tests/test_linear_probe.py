@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from cola_tf import configuration
-from cola_tf import export
+from cola_tf import frozen_encoder
 from cola_tf import linear_probe
 from cola_tf.probe import embedders
 from cola_tf.probe import fit
@@ -184,7 +184,7 @@ def random_exports(tmp_path_factory):
   outs = {}
   for name, seed in (("a", 0), ("b", 0), ("c", 1)):
     outs[name] = os.path.join(model_dir, f"export-{name}")
-    meta = export.export(model_dir, outs[name], random_init_seed=seed)
+    meta = frozen_encoder.export(model_dir, outs[name], random_init_seed=seed)
     assert meta["training_step"] == 0 and meta["checkpoint"] == f"random init (seed {seed})"
   gin.clear_config()
   return outs

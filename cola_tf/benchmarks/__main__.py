@@ -51,13 +51,13 @@ def hear_throughput(seconds=10.0, clips=8, repeats=3):
   import numpy as np  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   import hear_module  # pylint: disable=import-outside-toplevel
-  from cola_tf import export  # pylint: disable=import-outside-toplevel
+  from cola_tf import frozen_encoder  # pylint: disable=import-outside-toplevel
   with tempfile.TemporaryDirectory() as tmp:
     subprocess.run([sys.executable, "-m", "cola_tf.train", "--gin_file", "tiny",
                     "--model_dir", tmp, "--gin_param", "train.total_steps = 2",
                     "--gin_param", "build_adamw.warmup_steps = 1", "--noexport"],
                    check=True, capture_output=True)
-    export.export(tmp, os.path.join(tmp, "export"))
+    frozen_encoder.export(tmp, os.path.join(tmp, "export"))
     model = hear_module.load_model(os.path.join(tmp, "export"))
     audio = tf.constant(np.random.default_rng(0).uniform(-0.5, 0.5, (clips, int(seconds * SAMPLE_RATE)))
                         .astype(np.float32))

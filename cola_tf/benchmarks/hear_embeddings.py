@@ -4,7 +4,7 @@ r"""HEAR embedding throughput of exported encoders: seconds of audio embedded pe
       [--encoders small_cnn,efficientnet_b0,convnext_tiny] [--json]
 
 Exports each encoder (its shipped gin config, random initialisation: throughput does not depend on
-the weights) with `cola_tf.export.export`, loads the SavedModel with TensorFlow alone and
+the weights) with `cola_tf.frozen_encoder.export`, loads the SavedModel with TensorFlow alone and
 times, on the same random audio in the same process, scene embeddings, timestamp embeddings
 (one STFT per clip, the export's `timestamp_embeddings`), and the per-window references
 (`timestamp_embeddings_reference`, `scene_embeddings_reference`: each window's waveform
@@ -31,7 +31,7 @@ def export_random_init(encoder, folder, seed=0):
   """Exports `encoder`'s gin config at random init to folder/export; returns that path."""
   import gin  # pylint: disable=import-outside-toplevel
   from cola_tf import configuration  # pylint: disable=import-outside-toplevel
-  from cola_tf import export  # pylint: disable=import-outside-toplevel
+  from cola_tf import frozen_encoder  # pylint: disable=import-outside-toplevel
   model_dir = os.path.join(folder, encoder)
   os.makedirs(model_dir)
   # export reads a model_dir's operative config: the shipped config, includes resolved.
@@ -41,7 +41,7 @@ def export_random_init(encoder, folder, seed=0):
     f.write(gin.config_str())
   gin.clear_config()
   output = os.path.join(model_dir, "export")
-  export.export(model_dir, output, random_init_seed=seed)
+  frozen_encoder.export(model_dir, output, random_init_seed=seed)
   return output
 
 

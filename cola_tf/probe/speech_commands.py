@@ -5,13 +5,17 @@ import dataclasses
 import hashlib
 import os
 
+import soundfile as sf
 import tensorflow as tf
 
-from cola_tf import prepare_speech_commands
+from cola_tf import SAMPLE_RATE
+
 from cola_tf.data import sources
 
 TASKS = ("keyword", "speaker")
 SPLITS = ("train", "valid", "test")
+# HEAR's 12-class task: these ten words, `_unknown_` for the others, `_silence_`.
+TEN_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 
 
 @dataclasses.dataclass
@@ -34,11 +38,11 @@ def keyword_task(root, classes=35):
     source = sources.SpeechCommandsSource(root, sc_split)
     words = source.labels()
     if classes == 12:
-      words = [w if w in prepare_speech_commands.TEN_WORDS else "_unknown_" for w in words]
+      words = [w if w in TEN_WORDS else "_unknown_" for w in words]
     splits[split] = Split(list(source.files()), list(words))
   if classes == 12:
     wanted = {s: max(1, len(splits[s]) // 11) for s in SPLITS}
-    for split, cuts in prepare_speech_commands.silence_cuts(root, wanted).items():
+    for split, cuts in silence_cuts(root, wanted).items():
       splits[split].arrays = [(cut, "_silence_") for _, cut in cuts]
   names = sorted({l for s in splits.values() for l in s.labels + [a[1] for a in s.arrays]})
   return names, splits
@@ -85,3 +89,27 @@ def load_task(task, root, classes=35, min_speaker_clips=10):
   if task == "speaker":
     return speaker_task(root, min_speaker_clips)
   raise ValueError(f"--task must be one of {TASKS}, got {task!r}")
+
+
+def silence_cuts(src, wanted):
+  """`_silence_` clips for the 12-class task: {split: [(name, 1 s float32 cut)]}.
+
+  1 s cuts of `_background_noise_/*.wav`, `wanted[split]` per split, the noise files dealt
+  out to the splits in turn so no recording spans two splits.
+  """
+  noise_dir = os.path.join(src, "_background_noise_")
+  noises = sorted(n for n in os.listdir(noise_dir) if n.endswith(".wav")) \
+      if os.path.isdir(noise_dir) else []
+  if not noises:
+    raise ValueError(f"--src {src!r}: 12 classes need _background_noise_/*.wav for _silence_")
+  cuts_of = {s: [] for s in SPLITS}
+  for i, noise in enumerate(noises):
+    split = SPLITS[i % len(SPLITS)] if len(noises) >= len(SPLITS) else None
+    audio, _ = sf.read(os.path.join(noise_dir, noise), dtype="float32", always_2d=True)
+    audio = audio.mean(axis=1)
+    cuts = [audio[k:k + SAMPLE_RATE] for k in range(0, audio.size - SAMPLE_RATE + 1, SAMPLE_RATE)]
+    for j, cut in enumerate(cuts):
+      target = split or SPLITS[j % len(SPLITS)]
+      if len(cuts_of[target]) < wanted[target]:
+        cuts_of[target].append((f"_silence_-{os.path.splitext(noise)[0]}-{j:04d}.wav", cut))
+  return cuts_of
