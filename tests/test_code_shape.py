@@ -78,3 +78,36 @@ def test_library_does_not_import_entry_points():
       continue
     bad = _imports_of(path) & entry_modules
     assert not bad, f"{path} imports the command line module(s) {sorted(bad)}"
+
+
+def _readme_tree():
+  """Paths named in the README's architecture tree (first column; 'a, b' lists split)."""
+  with open(os.path.join(REPO, "README.md")) as f:
+    text = f.read()
+  block = text.split("## Architecture", 1)[1].split("```", 2)[1]
+  paths, parent = [], ""
+  for line in block.splitlines():
+    if not line.strip():
+      continue
+    indent = len(line) - len(line.lstrip())
+    names = line.strip().split("  ")[0]
+    for name in (n.strip() for n in names.split(",")):
+      full = name if indent == 0 else os.path.join(parent, name)
+      paths.append(full)
+    if indent == 0:
+      parent = names.strip()
+  return paths
+
+
+def test_readme_architecture_matches_the_tree():
+  paths = _readme_tree()
+  assert len(paths) > 20
+  missing = [p for p in paths if not os.path.exists(os.path.join(REPO, p))]
+  assert not missing, f"the README's architecture names paths that do not exist: {missing}"
+  top = {p.rstrip("/") for p in paths if "/" not in p.rstrip("/")}
+  modules = {os.path.relpath(p, os.path.join(REPO, "cola_tf"))
+             for p in glob.glob(os.path.join(REPO, "cola_tf", "*.py"))} - {"__init__.py"}
+  named = {os.path.basename(p) for p in paths if p.startswith("cola_tf/")}
+  assert modules <= named, f"modules not in the README's tree: {sorted(modules - named)}"
+  assert {"cola_tf", "hear_module", "experiments/generated_speech", "tests", "scripts",
+          "docs"} <= top | {p.rstrip("/") for p in paths}
