@@ -111,3 +111,12 @@ def test_readme_architecture_matches_the_tree():
   assert modules <= named, f"modules not in the README's tree: {sorted(modules - named)}"
   assert {"cola_tf", "hear_module", "experiments/generated_speech", "tests", "scripts",
           "docs"} <= top | {p.rstrip("/") for p in paths}
+
+
+def test_the_length_check_counts_code_not_docstrings():
+  def parsed(source):
+    return next(n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.FunctionDef))
+  body = "".join(f"  x{i} = {i}\n" for i in range(61))
+  assert _code_lines(parsed("def f():\n" + body)) == 62  # caught: over 60
+  doc = '  """' + "doc\n" * 30 + '  """\n'
+  assert _code_lines(parsed("def g():\n" + doc + "  return 1\n")) == 2
