@@ -9,8 +9,6 @@ from conftest import REPO
 MAX_FUNCTION_LINES = 60
 # Command-line entry points: `python -m cola_tf.X` (flags -> a library call) and the
 # benchmark scripts. Everything else under cola_tf/ and hear_module/ is library.
-# Four of them keep the one library function they run beside `main()` (prepare(),
-# make_tfrecords(), evaluate(): small, and used by nothing else in the library).
 ENTRY_POINTS = {"cola_tf/train.py", "cola_tf/export.py", "cola_tf/linear_probe.py",
                 "cola_tf/hear_eval.py", "cola_tf/prepare_speech_commands.py",
                 "cola_tf/data/make_tfrecords.py"}
@@ -69,6 +67,15 @@ def test_library_reaches_no_checkout_path():
     with open(os.path.join(REPO, path)) as f:
       text = f.read()
     assert '"..", ".."' not in text and "'..', '..'" not in text, path
+
+
+def test_entry_points_hold_only_a_command_line():
+  for path in ENTRY_POINTS:
+    with open(os.path.join(REPO, path)) as f:
+      tree = ast.parse(f.read())
+    public = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))
+              and not n.name.startswith("_")}
+    assert public == {"main"}, f"{path} defines {sorted(public - {'main'})}: library code"
 
 
 def test_library_does_not_import_entry_points():

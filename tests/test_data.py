@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from cola_tf import frontend as frontend_lib
 from cola_tf.data import audio
-from cola_tf.data import make_tfrecords
+from cola_tf.data import tfrecord_writer
 from cola_tf.data import pipeline
 from cola_tf.data import sources
 from conftest import REPO, graph_ops, make_speech_commands_tree, subprocess_env
@@ -215,7 +215,7 @@ def test_tfrecord_writer_reader_and_resume(tmp_path):
   assert len(got) == 8
   np.testing.assert_allclose(got, sorted(lengths.values()), atol=1200)
   # Resume: only the missing shard is written again.
-  os.remove(os.path.join(out, make_tfrecords.shard_name(1, 3)))
+  os.remove(os.path.join(out, tfrecord_writer.shard_name(1, 3)))
   again = subprocess.run([sys.executable, "-m", "cola_tf.data.make_tfrecords", "--manifest",
                           str(tmp_path / "m.csv"), "--out", out, "--shards", "3"],
                          cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
@@ -231,7 +231,7 @@ def test_pair_dataset_from_tfrecords_gives_augmented_batches(tmp_path):
   lengths = _write_corpus(str(tmp_path / "audio"), n=8)
   _manifest(tmp_path / "m.csv", [(p, "", "") for p in sorted(lengths)])
   out = str(tmp_path / "records")
-  make_tfrecords.make_tfrecords(str(tmp_path / "m.csv"), out, 2, workers=1)
+  tfrecord_writer.make_tfrecords(str(tmp_path / "m.csv"), out, 2, workers=1)
   fe = frontend_lib.LogMelFrontend()
   ds = pipeline.pair_dataset(sources.TFRecordSource(os.path.join(out, "*.tfrecord")), None, 4,
                              fe, seed=1)
@@ -264,7 +264,7 @@ def test_train_cli_pretrains_from_each_layout(tmp_path, layout):
   elif layout == "manifest":
     params = ["train.source = @ManifestSource()", f"ManifestSource.manifest = '{tmp_path}/m.csv'"]
   elif layout == "tfrecord":
-    make_tfrecords.make_tfrecords(str(tmp_path / "m.csv"), str(tmp_path / "rec"), 2, workers=1)
+    tfrecord_writer.make_tfrecords(str(tmp_path / "m.csv"), str(tmp_path / "rec"), 2, workers=1)
     params = ["train.source = @TFRecordSource()",
               f"TFRecordSource.pattern = '{tmp_path}/rec/shard-*.tfrecord'"]
   else:

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from cola_tf import frontend as frontend_lib
 from cola_tf.data import audio
-from cola_tf.data import make_tfrecords
+from cola_tf.data import tfrecord_writer
 from cola_tf.data import pipeline
 from cola_tf.data import sources
 from conftest import REPO, graph_ops, subprocess_env
@@ -42,7 +42,7 @@ def _corpus(root, n=8, seconds=2.0, labels=("a", "b")):
 def test_pcm16_records_are_exact_and_read_by_a_graph_without_python(tmp_path):
   manifest, clips = _corpus(str(tmp_path / "audio"))
   out = str(tmp_path / "rec")
-  make_tfrecords.make_tfrecords(manifest, out, 2, "pcm16", workers=1)
+  tfrecord_writer.make_tfrecords(manifest, out, 2, "pcm16", workers=1)
   source = sources.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))
   assert source.record_format == "pcm16" and len(source) == 8
   decoded = source.clips(SR, shuffle=False, deterministic=True)
@@ -55,7 +55,7 @@ def test_pcm16_records_are_exact_and_read_by_a_graph_without_python(tmp_path):
   assert not any("PyFunc" in op for op in graph_ops(pairs))
   assert next(iter(pairs))["anchor"].shape == (4, 97, 64)
   # The FLAC layout still reads, through libsndfile.
-  make_tfrecords.make_tfrecords(manifest, str(tmp_path / "flac"), 2, "flac", workers=1)
+  tfrecord_writer.make_tfrecords(manifest, str(tmp_path / "flac"), 2, "flac", workers=1)
   flac = sources.TFRecordSource(str(tmp_path / "flac" / "shard-*.tfrecord"))
   assert flac.record_format == "flac" and len(list(flac.waveforms(SR))) == 8
   assert any("PyFunc" in op for op in graph_ops(flac.waveforms(SR)))
@@ -101,7 +101,7 @@ os._exit(0)
 def test_tf_data_service_workers_do_not_repeat_each_other(tmp_path):
   manifest, _ = _corpus(str(tmp_path / "audio"), n=16)
   out = str(tmp_path / "rec")
-  make_tfrecords.make_tfrecords(manifest, out, 4, "pcm16", workers=1)
+  tfrecord_writer.make_tfrecords(manifest, out, 4, "pcm16", workers=1)
   proc = subprocess.run([sys.executable, "-c", SERVICE_RUN,
                          os.path.join(out, "shard-*.tfrecord")], cwd=REPO, env=subprocess_env(),
                         capture_output=True, text=True, timeout=300)
@@ -115,8 +115,8 @@ def test_tf_data_service_workers_do_not_repeat_each_other(tmp_path):
 def test_a_truncated_shard_is_skipped_named_and_counted(tmp_path, capfd):
   manifest, _ = _corpus(str(tmp_path / "audio"), n=12)
   out = str(tmp_path / "rec")
-  make_tfrecords.make_tfrecords(manifest, out, 2, "pcm16", workers=1)
-  shard = os.path.join(out, make_tfrecords.shard_name(0, 2))
+  tfrecord_writer.make_tfrecords(manifest, out, 2, "pcm16", workers=1)
+  shard = os.path.join(out, tfrecord_writer.shard_name(0, 2))
   with open(shard, "r+b") as f:
     f.truncate(os.path.getsize(shard) // 2)
   source = sources.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))
@@ -138,9 +138,9 @@ def test_a_truncated_shard_is_skipped_named_and_counted(tmp_path, capfd):
 def test_make_tfrecords_shuffles_rows_and_refuses_stale_shards(tmp_path):
   manifest, clips = _corpus(str(tmp_path / "audio"), n=16, seconds=0.5, labels="abcd")
   out = str(tmp_path / "rec")
-  make_tfrecords.make_tfrecords(manifest, out, 1, "pcm16", workers=1)
+  tfrecord_writer.make_tfrecords(manifest, out, 1, "pcm16", workers=1)
   labels = [l.numpy().decode() for l in tf.data.TFRecordDataset(
-      os.path.join(out, make_tfrecords.shard_name(0, 1)), "ZLIB").map(
+      os.path.join(out, tfrecord_writer.shard_name(0, 1)), "ZLIB").map(
           lambda r: tf.io.parse_single_example(r, sources.TFRECORD_FEATURES)["label"])]
   assert sorted(labels) == sorted("aaaabbbbccccdddd")
   assert labels != sorted(labels)  # a sorted manifest is not kept in order
@@ -149,7 +149,7 @@ def test_make_tfrecords_shuffles_rows_and_refuses_stale_shards(tmp_path):
   assert index["num_shards"] == 1 and len(index["manifest_sha256"]) == 64
   # Another shard count into the same folder: refused, named.
   with pytest.raises(ValueError, match=r"written for another manifest or other settings"):
-    make_tfrecords.make_tfrecords(manifest, out, 2, "pcm16", workers=1)
+    tfrecord_writer.make_tfrecords(manifest, out, 2, "pcm16", workers=1)
   # The manifest grew: refused without --overwrite; the CLI rewrites with it.
   more, _ = _corpus(str(tmp_path / "more"), n=4, seconds=0.5)
   with open(manifest, "a") as f:
@@ -164,7 +164,7 @@ def test_make_tfrecords_shuffles_rows_and_refuses_stale_shards(tmp_path):
   assert done.returncode == 0, done.stderr
   assert "removing 1 stale shard(s)" in done.stdout
   assert sorted(os.listdir(out)) == sorted(
-      [make_tfrecords.shard_name(i, 2) + s for i in range(2) for s in ("", ".json")]
+      [tfrecord_writer.shard_name(i, 2) + s for i in range(2) for s in ("", ".json")]
       + ["index.json"])
   assert len(sources.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))) == 20
   # A shard that index.json does not list (left by another run) is refused by the reader.

@@ -17,7 +17,7 @@ pytestmark = [
                        reason="the experiment's corpus needs espeak-ng (setup.sh)")]
 
 TOY = ["--speakers", "8", "--words", "4", "--takes", "3", "--unlabeled", "12", "--steps", "6",
-       "--seeds", "2", "--probe_epochs", "5", "--ablations", "--no_heareval"]
+       "--seeds", "2", "--probe_epochs", "5", "--ablations"]
 
 
 def test_toy_experiment_writes_results_and_resumes(tmp_path):
@@ -39,6 +39,9 @@ def test_toy_experiment_writes_results_and_resumes(tmp_path):
            and r["task"] == "keyword"]
   assert sorted(int(r["seed"]) for r in seeds) == [0, 1]
   assert all(0.0 <= float(r["test_top1"]) <= 1.0 for r in rows)
+  hear = {r["encoder"] for r in rows if r["probe"] == "heareval"}  # through cola_tf.hear_eval
+  assert hear == {"random init (cola recipe)", "cola recipe", "random init (cola cosine+per-window)",
+                  "cola cosine+per-window"}
   with open(os.path.join(out, "results.md")) as f:
     table = f.read()
   assert "| cola recipe |" in table and "keyword (4 words)" in table

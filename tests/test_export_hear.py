@@ -14,7 +14,9 @@ import tensorflow as tf
 import hear_module
 from cola_tf import frozen_encoder as export_lib
 from cola_tf import export_metadata
+from cola_tf import hear_tasks
 from cola_tf import prepare_speech_commands
+from cola_tf.probe import speech_commands
 from conftest import REPO, make_speech_commands_tree, subprocess_env
 
 SR = 16000
@@ -311,7 +313,7 @@ def test_hear_validator_says_it_looks_good(trained):
 def _prepared(tmp_path, classes, probe_grid=None):
   src = str(tmp_path / "speech_commands_v0.02")
   make_speech_commands_tree(src, num_words=8, num_speakers=10)
-  task_dir, counts, vocabulary = prepare_speech_commands.prepare(
+  task_dir, counts, vocabulary = hear_tasks.write_speech_commands_task(
       src, str(tmp_path / "tasks"), classes, probe_grid=probe_grid)
   return src, task_dir, counts, vocabulary
 
@@ -351,7 +353,7 @@ def test_prepare_speech_commands_writes_a_hear_task(tmp_path, classes):
       if classes == 35:
         assert label == word
       else:
-        assert label == (word if word in prepare_speech_commands.TEN_WORDS else "_unknown_")
+        assert label == (word if word in speech_commands.TEN_WORDS else "_unknown_")
   if classes == 12:
     assert "_silence_" in vocabulary
   else:

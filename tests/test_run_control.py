@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from cola_tf import configuration
 from cola_tf import training as train_lib
-from cola_tf.data import make_tfrecords
+from cola_tf.data import tfrecord_writer
 from cola_tf.data import synthetic
 from conftest import REPO, subprocess_env
 
@@ -89,7 +89,7 @@ def _records(tmp_path, num_clips=32):
   manifest = tmp_path / "m.csv"
   manifest.write_text("files\n" + "".join(f + "\n" for f in clips.files()))
   out = str(tmp_path / "records")
-  make_tfrecords.make_tfrecords(str(manifest), out, 2, workers=1)
+  tfrecord_writer.make_tfrecords(str(manifest), out, 2, workers=1)
   return clips, out
 
 

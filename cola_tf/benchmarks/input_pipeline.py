@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from cola_tf import SAMPLE_RATE
 from cola_tf import frontend as frontend_lib
-from cola_tf.data import make_tfrecords
+from cola_tf.data import tfrecord_writer
 from cola_tf.data import pipeline
 from cola_tf.data import sources
 from cola_tf.data import synthetic
@@ -59,7 +59,7 @@ def make_layouts(root, clips, seconds):
     f.write("files\n" + "".join(f"wav/clip{i:04d}.wav\n" for i in range(clips)))
   for fmt in RECORD_FORMATS:
     out = os.path.join(root, f"records_{fmt}")
-    make_tfrecords.make_tfrecords(manifest, out, 4, fmt, workers=2)
+    tfrecord_writer.make_tfrecords(manifest, out, 4, fmt, workers=2)
     layouts.insert(len(layouts) - len(FOLDER_FORMATS), (
         f"tfrecord {fmt}", sources.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))))
   return layouts
