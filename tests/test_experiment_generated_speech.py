@@ -36,7 +36,7 @@ def test_toy_experiment_writes_results_and_resumes(tmp_path):
                 "random init (cola cosine+per-window)", "cola cosine+per-window"):
     assert {(group, "keyword"), (group, "speaker")} <= groups
   seeds = [r for r in rows if r["encoder"] == "random init (cola recipe)"
-           and r["task"] == "keyword"]
+           and r["task"] == "keyword" and r["probe"] == "linear_probe"]
   assert sorted(int(r["seed"]) for r in seeds) == [0, 1]
   assert all(0.0 <= float(r["test_top1"]) <= 1.0 for r in rows)
   hear = {r["encoder"] for r in rows if r["probe"] == "heareval"}  # through cola_tf.hear_eval
