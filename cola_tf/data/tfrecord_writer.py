@@ -25,6 +25,7 @@ import time
 import numpy as np
 import soundfile as sf
 
+from cola_tf import files
 from cola_tf import logs
 from cola_tf.data.audio import PCM16
 from cola_tf import SAMPLE_RATE
@@ -72,7 +73,6 @@ def _example(path, label, data, fmt, duration):
 def write_shard(job):
   """Writes one shard; returns (index, clips written, [(path, reason)] skipped)."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  from cola_tf import files  # pylint: disable=import-outside-toplevel
   index, total, rows, out_dir, out_format, compression, identity = job
   final = os.path.join(out_dir, shard_name(index, total))
   written, skipped = 0, []
@@ -92,7 +92,6 @@ def write_shard(job):
 
 
 def _write_json(path, value):
-  from cola_tf import files  # pylint: disable=import-outside-toplevel  (TF: not before forking)
   files.atomic_write(path, json.dumps(value, indent=1))
 
 
