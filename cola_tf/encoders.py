@@ -6,6 +6,12 @@
   uint8 images, while a log-mel has O(1-10) values and the stem conv (no bias) feeds a
   BatchNorm whose epsilon would dominate at 1/255 scale.
   Its drop connect (Dropout with noise_shape (None, 1, 1, 1)) becomes our DropPath.
+  `style='audax'` (the recipe) rebuilds it as audax's EfficientNet (torchvision's layout in
+  flax): He-normal fan-in kernels (truncated), BatchNorm momentum 0.9 and epsilon 1e-5, no
+  bias in the squeeze-excitation convs, 'SAME' padding for strided convs (keras.applications
+  pads as if the frame count were even); `style='keras'` keeps keras.applications'. Every
+  variant takes B0's BatchNorm values (audax's B5-B7 ask for others through a code path
+  that cannot run: it never sets `use_running_average`).
 * DropPath draws per-replica masks: each call's stateful seed (the same on every worker)
   has the global replica id folded in, so workers of a multi-worker job drop differently.
 * `convnext_tiny` .. `convnext_xlarge`: the keras.applications ConvNeXt architecture rebuilt
@@ -13,6 +19,13 @@
   on CPU) and a DropPath that works inside tf.function and tf.distribute (the shipped
   StochasticDepth does not). The layer order and weight shapes match keras.applications, so
   weights move between them with `convnext_weights_from_keras` / `convnext_weights_to_keras`.
+  `style='audax'` (the recipe) initialises as audax's ConvNeXt: every conv and Dense kernel
+  truncated-normal (2 std) x 0.02, biases 0, and uses flax's default tanh GELU;
+  `style='keras'`: keras.applications' Glorot-uniform kernels and exact (erf) GELU.
+  `float32_blocks=True` runs every ConvNeXt block (and the pooling) in float32 under a
+  mixed-precision policy, leaving the stem and the downsampling layers to the policy: the
+  precision audax's ConvNeXt ran with `half_precision` (its block's `dtype = jnp.float32`
+  is a class attribute, not a flax field, so the model's bfloat16 never reaches it).
 """
 import gin
 import numpy as np
@@ -22,6 +35,31 @@ import tf_keras
 layers = tf_keras.layers
 
 POOLINGS = ("max", "mean")
+STYLES = ("audax", "keras")
+# audax's ConvNeXt kernels: jax.random.truncated_normal(-2, 2) * 0.02, i.e. N(0, 0.02^2)
+# truncated at 2 std (Keras' TruncatedNormal draws the same distribution).
+CONVNEXT_AUDAX_STDDEV = 0.02
+# audax's EfficientNet (torchvision in flax): kaiming_normal = He, fan-in, truncated normal.
+EFFICIENTNET_AUDAX_BATCH_NORM = dict(momentum=0.9, epsilon=1e-5)
+
+
+def _check_style(style):
+  if style not in STYLES:
+    raise ValueError(f"build_encoder.style must be one of {STYLES}, got {style!r}")
+
+
+class GELU(layers.Layer):
+  """GELU, exact (erf, keras.applications) or the tanh approximation (flax's nn.gelu)."""
+
+  def __init__(self, approximate, **kwargs):
+    super().__init__(**kwargs)
+    self.approximate = bool(approximate)
+
+  def call(self, x):
+    return tf.nn.gelu(x, approximate=self.approximate)
+
+  def get_config(self):
+    return {**super().get_config(), "approximate": self.approximate}
 
 
 class DropPath(layers.Layer):
@@ -69,16 +107,16 @@ class LayerScale(layers.Layer):
     return {**super().get_config(), "init_value": self.init_value, "dim": self.dim}
 
 
-def _pool(x, pooling, name):
+def _pool(x, pooling, name, dtype=None):
   if pooling not in POOLINGS:
     raise ValueError(f"encoder pooling must be one of {POOLINGS}, got {pooling!r}")
   if pooling == "max":
-    return layers.GlobalMaxPooling2D(name=name)(x)
-  return layers.GlobalAveragePooling2D(name=name)(x)
+    return layers.GlobalMaxPooling2D(name=name, dtype=dtype)(x)
+  return layers.GlobalAveragePooling2D(name=name, dtype=dtype)(x)
 
 
 def _as_image(input_shape):
-  """Any number of frames: training crops (97) and whole probe clips (101) share weights."""
+  """Any number of frames: training crops (100) and whole probe clips (104) share weights."""
   mels = int(input_shape[-1])
   inputs = layers.Input(shape=(None, mels), name="log_mel")
   return inputs, layers.Reshape((-1, mels, 1), name="add_channel")(inputs)
@@ -108,23 +146,47 @@ def small_cnn(input_shape, pooling="max", channels=(24, 48, 96, 192), drop_path_
 _EFFICIENTNETS = {f"efficientnet_b{i}": f"EfficientNetB{i}" for i in range(8)}
 
 
-def _drop_connect_as_drop_path(backbone):
+def _as_audax_efficientnet(layer, config):
+  """Layer config changes that make a keras.applications EfficientNet layer audax's."""
+  if isinstance(layer, layers.ZeroPadding2D):  # the 'SAME' padding below replaces it
+    return layers.Activation("linear", name=layer.name)
+  if isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D)) and config["strides"] != (1, 1):
+    config["padding"] = "same"
+  if isinstance(layer, layers.DepthwiseConv2D):
+    # Keras' (k, k, C, 1) kernel has fan-out k * k: the same He variance as flax's
+    # (k, k, 1, C) kernel's fan-in, which keras.applications already uses.
+    return layer.__class__.from_config(config)
+  if isinstance(layer, layers.Conv2D):
+    config["kernel_initializer"] = tf_keras.initializers.serialize(
+        tf_keras.initializers.VarianceScaling(2.0, "fan_in", "truncated_normal"))
+    if layer.name.endswith(("se_reduce", "se_expand")):
+      config["use_bias"] = False  # audax's SqueezeAndExcitation convs have none
+  if isinstance(layer, layers.BatchNormalization):
+    config.update(EFFICIENTNET_AUDAX_BATCH_NORM)
+  return layer.__class__.from_config(config)
+
+
+def _rebuilt_efficientnet(backbone, style):
   """keras.applications' drop connect is Dropout(noise_shape=(None, 1, 1, 1)): the same
-  per-example drop and 1/keep scaling as DropPath, whose masks also differ per replica."""
+  per-example drop and 1/keep scaling as DropPath, whose masks also differ per replica.
+  style 'audax' also applies `_as_audax_efficientnet`."""
   def clone(layer):
     if isinstance(layer, layers.Dropout) and layer.noise_shape == (None, 1, 1, 1):
       return DropPath(layer.rate, name=layer.name)
+    if style == "audax":
+      return _as_audax_efficientnet(layer, layer.get_config())
     return layer.__class__.from_config(layer.get_config())
 
   return tf_keras.models.clone_model(backbone, clone_function=clone)
 
 
-def efficientnet(variant, input_shape, pooling="max", drop_path_rate=0.2):
+def efficientnet(variant, input_shape, pooling="max", drop_path_rate=0.2, style="audax"):
   """keras.applications EfficientNet on 1-channel log-mel, random init; returns features."""
+  _check_style(style)
   builder = getattr(tf_keras.applications, _EFFICIENTNETS[variant])
   backbone = builder(include_top=False, weights=None, input_shape=(None, input_shape[-1], 1),
                      pooling=None, drop_connect_rate=drop_path_rate)
-  backbone = _drop_connect_as_drop_path(backbone)
+  backbone = _rebuilt_efficientnet(backbone, style)
   rescalings = [l for l in backbone.layers if isinstance(l, layers.Rescaling)]
   if len(rescalings) != 1:
     raise RuntimeError(f"expected one Rescaling layer in {variant}, found {len(rescalings)}")
@@ -144,44 +206,73 @@ CONVNEXT_CONFIGS = {
 DEPTHWISE_IMPLS = ("depthwise", "grouped")
 
 
+def _convnext_layer_kwargs(style):
+  """Initialisers of ConvNeXt's conv and Dense layers per style (biases: zeros in both). A
+  config, not an instance: each layer deserialises its own (an unseeded Keras initializer
+  instance called twice returns the same values)."""
+  if style == "keras":
+    return {}, {}
+  init = {"class_name": "TruncatedNormal", "config": {"stddev": CONVNEXT_AUDAX_STDDEV}}
+  return {"kernel_initializer": init}, {"depthwise_initializer": init}
+
+
+def _convnext_block(x, name, dim, drop_rate, style, options):
+  """One block: depthwise 7x7 -> LayerNorm -> Dense 4 dim -> GELU -> Dense dim -> layer
+  scale -> DropPath, plus the shortcut. options: layer_scale_init_value, depthwise_impl,
+  block_dtype (None: the policy's)."""
+  conv_init, depthwise_init = _convnext_layer_kwargs(style)
+  dtype = options["block_dtype"]
+  if options["depthwise_impl"] == "depthwise":
+    y = layers.DepthwiseConv2D(7, padding="same", name=name + "_depthwise_conv", dtype=dtype,
+                               **depthwise_init)(x)
+  else:
+    y = layers.Conv2D(dim, 7, padding="same", groups=dim, name=name + "_depthwise_conv",
+                      dtype=dtype, **conv_init)(x)
+  y = layers.LayerNormalization(epsilon=1e-6, name=name + "_layernorm", dtype=dtype)(y)
+  y = layers.Dense(4 * dim, name=name + "_pointwise_conv_1", dtype=dtype, **conv_init)(y)
+  y = GELU(style == "audax", name=name + "_gelu", dtype=dtype)(y)
+  y = layers.Dense(dim, name=name + "_pointwise_conv_2", dtype=dtype, **conv_init)(y)
+  if options["layer_scale_init_value"] is not None:
+    y = LayerScale(options["layer_scale_init_value"], dim, name=name + "_layer_scale",
+                   dtype=dtype)(y)
+  y = DropPath(drop_rate, name=name + "_drop_path", dtype=dtype)(y)
+  return layers.Add(name=name + "_add", dtype=dtype)([x, y])
+
+
 def convnext(variant, input_shape, pooling="mean", drop_path_rate=0.0,
-             layer_scale_init_value=1e-6, depthwise_impl="depthwise", features_layernorm=False):
+             layer_scale_init_value=1e-6, depthwise_impl="depthwise", features_layernorm=False,
+             style="audax", float32_blocks=False):
   """ConvNeXt as keras.applications builds it (include_top=False), with a working DropPath.
 
   Feature = pool(last stage), as audax's encoder (num_classes=None) gives it;
   `features_layernorm=True` adds the LayerNorm after pooling that keras.applications has.
   `depthwise_impl='grouped'` reproduces the slow grouped Conv2D (for comparison only).
+  `style` and `float32_blocks`: see the module docstring.
   """
   if depthwise_impl not in DEPTHWISE_IMPLS:
     raise ValueError(f"depthwise_impl must be one of {DEPTHWISE_IMPLS}, got {depthwise_impl!r}")
+  _check_style(style)
   depths, dims = CONVNEXT_CONFIGS[variant]
+  conv_init, _ = _convnext_layer_kwargs(style)
+  options = dict(layer_scale_init_value=layer_scale_init_value, depthwise_impl=depthwise_impl,
+                 block_dtype="float32" if float32_blocks else None)
   inputs, x = _as_image(input_shape)
   rates = np.linspace(0.0, drop_path_rate, sum(depths))
   block = 0
   for stage, (depth, dim) in enumerate(zip(depths, dims)):
     if stage == 0:
-      x = layers.Conv2D(dim, 4, strides=4, name=f"{variant}_stem_conv")(x)
+      x = layers.Conv2D(dim, 4, strides=4, name=f"{variant}_stem_conv", **conv_init)(x)
       x = layers.LayerNormalization(epsilon=1e-6, name=f"{variant}_stem_layernorm")(x)
     else:
       x = layers.LayerNormalization(epsilon=1e-6,
                                     name=f"{variant}_downsampling_layernorm_{stage - 1}")(x)
-      x = layers.Conv2D(dim, 2, strides=2, name=f"{variant}_downsampling_conv_{stage - 1}")(x)
+      x = layers.Conv2D(dim, 2, strides=2, name=f"{variant}_downsampling_conv_{stage - 1}",
+                        **conv_init)(x)
     for j in range(depth):
-      name = f"{variant}_stage_{stage}_block_{j}"
-      if depthwise_impl == "depthwise":
-        y = layers.DepthwiseConv2D(7, padding="same", name=name + "_depthwise_conv")(x)
-      else:
-        y = layers.Conv2D(dim, 7, padding="same", groups=dim, name=name + "_depthwise_conv")(x)
-      y = layers.LayerNormalization(epsilon=1e-6, name=name + "_layernorm")(y)
-      y = layers.Dense(4 * dim, name=name + "_pointwise_conv_1")(y)
-      y = layers.Activation("gelu", name=name + "_gelu")(y)
-      y = layers.Dense(dim, name=name + "_pointwise_conv_2")(y)
-      if layer_scale_init_value is not None:
-        y = LayerScale(layer_scale_init_value, dim, name=name + "_layer_scale")(y)
-      y = DropPath(rates[block], name=name + "_drop_path")(y)
-      x = layers.Add(name=name + "_add")([x, y])
+      x = _convnext_block(x, f"{variant}_stage_{stage}_block_{j}", dim, rates[block], style,
+                          options)
       block += 1
-  features = _pool(x, pooling, "pool")
+  features = _pool(x, pooling, "pool", dtype=options["block_dtype"])
   if features_layernorm:
     features = layers.LayerNormalization(epsilon=1e-6,
                                          name=f"{variant}_features_layernorm")(features)
@@ -217,13 +308,14 @@ ENCODERS = ("small_cnn",) + tuple(_EFFICIENTNETS) + tuple(CONVNEXT_CONFIGS)
 
 
 @gin.configurable(denylist=["input_shape"])
-def build_encoder(name="small_cnn", input_shape=(97, 64), pooling="max", drop_path_rate=0.0,
+def build_encoder(name="small_cnn", input_shape=(100, 64), pooling="max", drop_path_rate=0.0,
                   **kwargs):
   """Builds the encoder called `name`: [batch, frames, mels] -> [batch, features]. The
   encoder takes any number of frames (input_shape[0] is the training crop's, for reference).
 
   `drop_path_rate` is the stochastic-depth rate (EfficientNet's drop_connect_rate, ConvNeXt's
-  and small_cnn's DropPath); it is applied in training and off at inference.
+  and small_cnn's DropPath); it is applied in training and off at inference. EfficientNet
+  and ConvNeXt take `style` ('audax', the default, or 'keras'; see the module docstring).
   """
   input_shape = tuple(int(d) for d in input_shape)
   if name == "small_cnn":

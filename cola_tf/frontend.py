@@ -24,7 +24,8 @@ NORMALIZATIONS = ("none", "per_window")
 RENAMED_NORMALIZATIONS = {"per_example": "per_window"}
 WAVEFORM_NORMALIZATIONS = ("l2_window", "l2_clip", "none")
 WINDOWS = ("hann_symmetric", "hann_periodic")
-PADDINGS = ("centre_reflect", "end_zero")
+PADDINGS = ("fft_reflect", "centre_reflect", "end_zero")
+MEL_FILTERBANKS = ("hz_triangles", "mel_triangles")
 L2_EPSILON = 1e-9  # both references: tf.math.l2_normalize(x, epsilon=1e-9)
 
 
@@ -33,15 +34,38 @@ def l2_normalize(waveform):
   return tf.math.l2_normalize(waveform, axis=-1, epsilon=L2_EPSILON)
 
 
+def hz_triangle_filterbank(num_mel_bins, fft_length, sample_rate, lower_edge_hz,
+                           upper_edge_hz):
+  """audax's (torchaudio's) HTK mel filterbank, norm None: [fft_length // 2 + 1, bins]."""
+  freqs = np.linspace(0.0, sample_rate // 2, fft_length // 2 + 1)
+  to_mel = lambda f: 2595.0 * np.log10(1.0 + f / 700.0)  # noqa: E731
+  mels = np.linspace(to_mel(lower_edge_hz), to_mel(upper_edge_hz), num_mel_bins + 2)
+  points = 700.0 * (10.0 ** (mels / 2595.0) - 1.0)
+  slopes = points[None, :] - freqs[:, None]
+  widths = np.diff(points)
+  down = -slopes[:, :-2] / widths[:-1]
+  up = slopes[:, 2:] / widths[1:]
+  return np.maximum(0.0, np.minimum(down, up)).astype(np.float32)
+
+
 @gin.configurable
 class LogMelFrontend:
   """Waveform normalisation -> STFT -> power -> mel (HTK) -> log(max(x, floor)).
 
   Defaults are audax's COLA recipe: 16 kHz, 25 ms window (400), 10 ms hop (160), 1024-point
-  FFT, 64 mel bins between 60 and 7800 Hz, symmetric Hann window (`jnp.hanning`), frames
-  centred on multiples of the hop with reflect padding (torch-style `center=True`, so a
-  window of N samples gives 1 + N // hop frames: 0.96 s -> 97, 1 s -> 101), log floor 1e-8.
-  `padding='end_zero'` instead zero-pads the end (ceil(N / hop) frames: 0.96 s -> 96).
+  FFT, 64 mel bins between 60 and 7800 Hz, symmetric Hann window (`jnp.hanning`), log floor
+  1e-8, and audax's framing and filterbank:
+  * padding 'fft_reflect' (audax's `stft(center=True)`): reflect-pad fft_length // 2 = 512
+    samples at both ends, then a 400-sample frame every 160 samples from the start of the
+    padded signal (the FFT zero-pads each frame at its end). Frame t sees samples
+    [160 t - 512, 160 t - 112): 1 + (N + 624) // 160 frames, 0.96 s -> 100, 1 s -> 104.
+    'centre_reflect' is torch's centred layout (reflect-pad window_length // 2, frame t
+    centred on 160 t: 97 and 101 frames); 'end_zero' zero-pads the end (ceil(N / hop)
+    frames: 96 for 0.96 s, google-research-like). Reflect padding needs an input longer
+    than the padding (512 samples for 'fft_reflect').
+  * mel_filterbank 'hz_triangles' (audax / torchaudio `melscale_fbanks`, HTK, no norm):
+    triangles linear in Hz between mel-spaced points; 'mel_triangles' is TensorFlow's
+    `linear_to_mel_weight_matrix` (triangles linear in mel, google-research).
   `normalization='per_window'` also standardises each model input's log-mel over time and
   frequency ((x - mean) / (std + 1e-7), audax's `normalize_batch`).
   """
@@ -50,7 +74,7 @@ class LogMelFrontend:
                fft_length=1024, num_mel_bins=64, lower_edge_hz=60.0,
                upper_edge_hz=7800.0, log_floor=1e-8, normalization="none",
                waveform_normalization="l2_window", window="hann_symmetric",
-               padding="centre_reflect"):
+               padding="fft_reflect", mel_filterbank="hz_triangles"):
     if normalization in RENAMED_NORMALIZATIONS:
       logs.log(f"note: LogMelFrontend.normalization = {normalization!r} is now "
                f"{RENAMED_NORMALIZATIONS[normalization]!r}")
@@ -58,7 +82,8 @@ class LogMelFrontend:
     for name, value, allowed in (("normalization", normalization, NORMALIZATIONS),
                                  ("waveform_normalization", waveform_normalization,
                                   WAVEFORM_NORMALIZATIONS),
-                                 ("window", window, WINDOWS), ("padding", padding, PADDINGS)):
+                                 ("window", window, WINDOWS), ("padding", padding, PADDINGS),
+                                 ("mel_filterbank", mel_filterbank, MEL_FILTERBANKS)):
       if value not in allowed:
         raise ValueError(f"LogMelFrontend.{name} must be one of {allowed}, got {value!r}")
     if not 0 <= lower_edge_hz < upper_edge_hz <= sample_rate / 2:
@@ -78,12 +103,19 @@ class LogMelFrontend:
     self.waveform_normalization = waveform_normalization
     self.window = window
     self.padding = padding
-    self._mel_matrix = tf.signal.linear_to_mel_weight_matrix(
-        num_mel_bins=self.num_mel_bins,
-        num_spectrogram_bins=self.fft_length // 2 + 1,
-        sample_rate=self.sample_rate,
-        lower_edge_hertz=self.lower_edge_hz,
-        upper_edge_hertz=self.upper_edge_hz)
+    self.mel_filterbank = mel_filterbank
+    self._mel_matrix = self._filterbank()
+
+  def _filterbank(self):
+    """[fft_length // 2 + 1, num_mel_bins] float32 weights."""
+    if self.mel_filterbank == "mel_triangles":
+      return tf.signal.linear_to_mel_weight_matrix(
+          num_mel_bins=self.num_mel_bins, num_spectrogram_bins=self.fft_length // 2 + 1,
+          sample_rate=self.sample_rate, lower_edge_hertz=self.lower_edge_hz,
+          upper_edge_hertz=self.upper_edge_hz)
+    return tf.constant(hz_triangle_filterbank(self.num_mel_bins, self.fft_length,
+                                              self.sample_rate, self.lower_edge_hz,
+                                              self.upper_edge_hz), tf.float32)
 
   def params(self):
     """Plain-Python description, written into checkpoints' and exports' metadata."""
@@ -93,12 +125,21 @@ class LogMelFrontend:
                 upper_edge_hz=self.upper_edge_hz, log_floor=self.log_floor,
                 normalization=self.normalization,
                 waveform_normalization=self.waveform_normalization, window=self.window,
-                padding=self.padding)
+                padding=self.padding, mel_filterbank=self.mel_filterbank)
+
+  def reflect_samples(self):
+    """Samples of reflect padding at each end of a model input (0 for 'end_zero')."""
+    if self.padding == "fft_reflect":
+      return self.fft_length // 2
+    if self.padding == "centre_reflect":
+      return self.window_length // 2
+    return 0
 
   def num_frames(self, num_samples):
-    if self.padding == "centre_reflect":
-      return 1 + int(num_samples) // self.hop_length
-    return -(-int(num_samples) // self.hop_length)
+    if self.padding == "end_zero":
+      return -(-int(num_samples) // self.hop_length)
+    padded = int(num_samples) + 2 * self.reflect_samples()
+    return 1 + (padded - self.window_length) // self.hop_length
 
   def _window_fn(self, length, dtype):
     if self.window == "hann_periodic":
@@ -122,8 +163,8 @@ class LogMelFrontend:
 
   def frame_offset(self):
     """Frame j of a model input starts at its sample j * hop_length + frame_offset() (a
-    negative offset reaches into the 'centre_reflect' padding)."""
-    return -(self.window_length // 2) if self.padding == "centre_reflect" else 0
+    negative offset reaches into the reflect padding)."""
+    return -self.reflect_samples()
 
   def interior_frames(self, num_samples):
     """(lo, hi): frames lo..hi-1 of a model input of `num_samples` see only its own samples,
@@ -137,26 +178,30 @@ class LogMelFrontend:
     return lo, max(hi, lo)
 
   def edge_pieces(self, num_samples):
-    """(head_samples, tail_start): the edge frames of a model input of `num_samples` are
-    `edge_mel_power(x[..., :head_samples], x[..., tail_start:])`. tail_start is a multiple
-    of hop_length. None when the input has no interior frame."""
+    """(head_samples, tail_start): the edge frames of a model input x of `num_samples` are
+    `edge_mel_power(x[..., :head_samples], x[..., tail_start:], num_samples)`. tail_start
+    is a multiple of hop_length. None when the input has no interior frame."""
     lo, hi = self.interior_frames(num_samples)
     if hi <= lo:
       return None
-    offset, hop = self.frame_offset(), self.hop_length
-    # Frames 0..lo-1 end by (lo - 1) * hop + offset + window_length; reflect padding needs
+    hop, pad = self.hop_length, self.reflect_samples()
+    # Frames 0..lo-1 end by (lo - 1) * hop - pad + window_length; reflect padding needs
     # more samples than it pads.
-    head = max((lo - 1) * hop + offset + self.window_length, -offset + 1) if lo else 0
-    tail_start = (hi - lo) * hop  # frames >= lo of the tail piece are the input's >= hi
-    if int(num_samples) - tail_start <= -offset or head > int(num_samples):
+    head = max((lo - 1) * hop - pad + self.window_length, pad + 1) if lo else 0
+    # The tail piece starts `shift` frames in: its frames from hi - shift on are the
+    # input's from hi on when they see none of the piece's front padding (shift <= hi - lo),
+    # and it must be longer than the padding.
+    shift = min(hi - lo, (int(num_samples) - pad - 1) // hop)
+    if shift < 0 or head > int(num_samples):
       return None
-    return head, tail_start
+    return head, shift * hop
 
-  def edge_mel_power(self, head, tail):
-    """Linear mel power of the edge frames of model inputs (see `edge_pieces`):
-    ([..., lo, mels] from `head`, [..., frames - hi, mels] from `tail`)."""
-    lo = -(self.frame_offset() // self.hop_length)
-    tail = self.mel_power(tail)[..., lo:, :]
+  def edge_mel_power(self, head, tail, num_samples):
+    """Linear mel power of the edge frames of model inputs of `num_samples` (see
+    `edge_pieces`): ([..., lo, mels] from `head`, [..., frames - hi, mels] from `tail`)."""
+    lo, hi = self.interior_frames(num_samples)
+    shift = self.edge_pieces(num_samples)[1] // self.hop_length
+    tail = self.mel_power(tail)[..., hi - shift:, :]
     if not lo:  # no head frames ('end_zero')
       return tail[..., :0, :], tail
     return self.mel_power(head)[..., :lo, :], tail
@@ -165,16 +210,16 @@ class LogMelFrontend:
     """[..., samples] float32 -> linear mel power [..., frames, num_mel_bins] (no
     normalisation of any kind). `padding` is the frontend's own by default, or 'valid':
     frame j is samples [j * hop, j * hop + window_length), no padding, so frames of a long
-    signal can be computed in pieces. 'centre_reflect' needs more than window_length // 2
-    samples."""
+    signal can be computed in pieces. Reflect padding needs more samples than it pads."""
     waveform = tf.convert_to_tensor(waveform, tf.float32)
     padding = padding or self.padding
-    if padding == "centre_reflect":
-      # torch.stft(center=True) pads n_fft // 2 and centres the window in the FFT frame;
-      # the samples a frame sees are the same as padding window_length // 2 here.
-      half = self.window_length // 2
+    pad = self.reflect_samples() if padding in ("fft_reflect", "centre_reflect") else 0
+    if pad:
+      # 'centre_reflect': torch.stft(center=True) pads n_fft // 2 and centres the window in
+      # the FFT frame; the samples a frame sees are those of padding window_length // 2 here.
+      # 'fft_reflect': audax pads n_fft // 2 and does not centre the window.
       rank = waveform.shape.rank
-      waveform = tf.pad(waveform, [[0, 0]] * (rank - 1) + [[half, half]], mode="REFLECT")
+      waveform = tf.pad(waveform, [[0, 0]] * (rank - 1) + [[pad, pad]], mode="REFLECT")
     stft = tf.signal.stft(waveform, frame_length=self.window_length,
                           frame_step=self.hop_length, fft_length=self.fft_length,
                           window_fn=self._window_fn, pad_end=padding == "end_zero")
@@ -190,7 +235,7 @@ class LogMelFrontend:
   def log_mel(self, waveform):
     """[..., samples] float32 -> [..., frames, num_mel_bins] (no normalisation of any kind).
 
-    'centre_reflect' needs more than window_length // 2 samples."""
+    Reflect padding needs more samples than it pads."""
     return self.log_compress(self.mel_power(waveform))
 
   def window_power_scale(self, sum_squares):

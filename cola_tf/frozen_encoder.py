@@ -12,8 +12,11 @@ or Keras code. Its functions take batched mono float32 audio at 16 kHz, [batch, 
   to 0.96 s windows, exactly as to training crops (same waveform normalisation, frontend).
 * `clip_embeddings(audio)`: -> [batch, D]: each whole clip is one model input (normalised
   and turned into one log-mel as a whole, then encoded and pooled), as audax's linear probe
-  feeds 1 s Speech Commands clips (101 frames). Clips shorter than a window are zero-padded
+  feeds 1 s Speech Commands clips (104 frames). Clips shorter than a window are zero-padded
   on both sides to one window. For short clips: memory grows with the clip's length.
+* `clip_embeddings_training(audio)` (a function, not a signature): `clip_embeddings` with
+  the encoder in training mode, updating the BatchNorm statistics in `encoder_state`
+  (audax's probe).
 * `timestamp_embeddings(audio)`: -> (embeddings [batch, frames, D], timestamps [batch, frames]
   in ms). Frame k is the window centred at k * hop (hop 50 ms), zero-padded past the ends of
   the clip; timestamps run from 0 to at most the clip's duration.
@@ -29,8 +32,8 @@ Windows are embedded `chunk_windows` at a time, so memory stays bounded for long
 Timestamp and scene embeddings take each window's log-mel from one STFT of the whole clip
 (`FrozenEncoder._embed_windows_shared`): the timestamp hop (800 samples) and the scene hop
 are multiples of the frontend's hop (160), so a window's interior frames are frames of the
-clip; only its 4 edge frames (2 with 'end_zero'), which see the window's own padding, are
-computed per window, and 'l2_window' rescales the clip's mel power per window by the
+clip; only its 7 edge frames (4 with 'centre_reflect', 2 with 'end_zero'), which see the
+window's own padding, are computed per window, and 'l2_window' rescales the clip's mel power per window by the
 window's 1 / ||window||^2 before the log. The numbers equal the per-window reference (each
 window's waveform through the whole frontend) up to float rounding ('l2_window': ~1e-6 on
 the log-mel; bit for bit otherwise). The references are exported too, as
@@ -87,6 +90,12 @@ class FrozenEncoder(tf.Module):
     self.scene_embeddings_reference = tf.function(self._scene_embeddings_reference,
                                                   input_signature=[spec])
     self.clip_embeddings = tf.function(self._clip_embeddings, input_signature=[spec])
+    self.clip_embeddings_training = tf.function(self._clip_embeddings_training,
+                                                input_signature=[spec])
+    # BatchNorm running statistics (and other non-trainable state), which
+    # `clip_embeddings_training` updates: the linear probe's `--encoder_mode training` keeps
+    # its best epoch's values.
+    self.encoder_state = list(encoder.non_trainable_variables)
 
   def _shared_stft_applies(self):
     """Whether windows can take their interior frames from one STFT of the clip: window
@@ -129,15 +138,15 @@ class FrozenEncoder(tf.Module):
     """`_embed_windows` (same arguments and numbers, up to float rounding; every start a
     multiple of the frontend's hop) from one STFT of each clip.
 
-    A window's interior frames (`LogMelFrontend.interior_frames`: 93 of its 97) are frames
+    A window's interior frames (`LogMelFrontend.interior_frames`: 93 of its 100) are frames
     of the padded clip itself, computed once for all windows; only its edge frames, which
     see the frontend's padding of the window, are computed from the window. 'l2_window'
     scales a window by a = 1 / ||window||, which scales its power spectrum, hence its mel
     power, by a^2 exactly: the clip's mel power is rescaled per window (a from the sums of
     squares of hop-sized blocks) before the log. 'l2_clip' scales the whole clip first, as
     the reference does; per-window standardisation ('per_window') follows the log, as in
-    the frontend. So timestamps cost one STFT per clip plus 4 edge frames per window
-    instead of 97 frames per window.
+    the frontend. So timestamps cost one STFT per clip plus 7 edge frames per window
+    instead of 100 frames per window (the recipe's 'fft_reflect' framing).
     """
     fe = self._frontend
     hop, window = fe.hop_length, self.window_samples
@@ -179,7 +188,7 @@ class FrozenEncoder(tf.Module):
       at = clips * row + window_starts - offset  # each window's first sample in `flat`
       head_mel, tail_mel = fe.edge_mel_power(
           tf.gather(flat, at[:, None] + tf.range(head)[None, :]),
-          tf.gather(flat, at[:, None] + tf.range(tail_start, window)[None, :]))
+          tf.gather(flat, at[:, None] + tf.range(tail_start, window)[None, :]), window)
       features = fe.features_from_mel_power(tf.concat([head_mel, frames, tail_mel], axis=1),
                                             sum_squares[first:last])
       out = out.write(i, tf.cast(self.encoder(features, training=False), tf.float32))
@@ -248,11 +257,19 @@ class FrozenEncoder(tf.Module):
     n = (last + self.scene_hop - 1) // self.scene_hop + 1
     return tf.minimum(tf.range(n) * self.scene_hop, last)
 
-  def _clip_embeddings(self, audio):
+  def _clip_inputs(self, audio):
     audio = self._frontend.normalize_clip(audio)
     missing = tf.maximum(self.window_samples - tf.shape(audio)[1], 0)
-    audio = tf.pad(audio, [[0, 0], [missing // 2, missing - missing // 2]])
-    return self._window_embeddings(audio)
+    return tf.pad(audio, [[0, 0], [missing // 2, missing - missing // 2]])
+
+  def _clip_embeddings(self, audio):
+    return self._window_embeddings(self._clip_inputs(audio))
+
+  def _clip_embeddings_training(self, audio):
+    """`clip_embeddings` with the encoder in training mode (batch statistics, drop path;
+    BatchNorm running statistics updated), as audax's linear probe step runs it."""
+    features = self.encoder(self._frontend(self._clip_inputs(audio)), training=True)
+    return tf.cast(features, tf.float32)
 
 
 def load_trained(model_dir, checkpoint=None, random_init_seed=None):

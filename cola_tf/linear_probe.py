@@ -8,7 +8,7 @@ The defaults are audax's Speech Commands probe (`recipes/cola/configs/supervised
 speechcommandsv2/convnext_tiny_sc_ft.py`, as it ran for the published rows):
 * each clip decoded (mono float32, 16 kHz) and centre-cropped or centre-padded with zeros to
   `--clip_seconds` 1.0 s, then fed whole through the export's `clip_embeddings`: waveform
-  normalisation, one log-mel of 101 frames, the frozen encoder, pooling (`--embedding
+  normalisation, one log-mel of 104 frames, the frozen encoder, pooling (`--embedding
   scene` uses the HEAR scene embedding, the mean over 0.96 s windows, instead);
 * one Dense layer on the raw features (`--standardize` first standardises them with the
   train split's mean and std), softmax cross-entropy;
@@ -19,6 +19,11 @@ speechcommandsv2/convnext_tiny_sc_ft.py`, as it ran for the published rows):
   on test.
 `--augment crop` instead re-embeds a random 0.96 s window of every train clip each epoch
 (slower: the encoder runs every epoch); validation and test stay fixed.
+`--encoder_mode training` runs the encoder as audax's probe step does (`train` left True):
+each epoch the train clips are embedded with batch statistics and drop path, moving the
+BatchNorm running statistics that validation and test then use (EfficientNet's probe in
+audax; needs an export with `clip_embeddings_training`). The default, `inference`, keeps
+the exported encoder frozen, statistics included.
 
 Tasks on a Speech Commands v0.02 tree (the real archive or one laid out like it):
 * keyword, 35 classes: every word; splits from validation_list.txt / testing_list.txt
@@ -70,6 +75,9 @@ def main(argv=None):
                  help="standardise features with the train split's mean and std first")
   p.add_argument("--seed", type=int, default=defaults.seed)
   p.add_argument("--augment", default="none", choices=protocol.AUGMENTS)
+  p.add_argument("--encoder_mode", default="inference", choices=protocol.ENCODER_MODES,
+                 help="training: audax's probe (batch statistics, drop path, BatchNorm "
+                      "statistics updated on the probe's data)")
   p.add_argument("--clip_seconds", type=float, default=1.0)
   p.add_argument("--min_speaker_clips", type=int, default=10)
   a = p.parse_args(argv)
@@ -78,7 +86,7 @@ def main(argv=None):
                         else f"linear_probe-{a.baseline}-{suffix}")
   settings = fit.ProbeSettings(a.epochs, a.batch_size, a.learning_rate, a.reference_batch,
                                a.warmup_epochs, a.weight_decay, a.standardize, a.seed,
-                               a.augment)
+                               a.augment, a.encoder_mode)
   try:
     if settings.epochs < 1 or settings.batch_size < 1:
       raise ValueError(f"--epochs and --batch_size must be >= 1, got {settings.epochs}, "

@@ -22,11 +22,14 @@ class ColaModel(tf_keras.Model):
   projection_bias: a bias in the Dense projection (google-research has one, audax none).
   bilinear_init_stddev: W starts as N(0, stddev^2) (audax 0.01, google-research Keras'
   0.05); None: Glorot uniform. It sets the initial logit scale.
+  projection_initializer: the Dense projection's kernel init, a Keras initializer name
+  (audax: flax's default 'lecun_normal'; Keras' default 'glorot_uniform').
+  layer_norm_epsilon: the head's LayerNorm epsilon (audax: flax's 1e-6; Keras' 1e-3).
   """
 
   def __init__(self, encoder=None, embedding_dim=512, similarity="bilinear",
                temperature=None, projection_bias=False, bilinear_init_stddev=0.01,
-               name="cola"):
+               projection_initializer="lecun_normal", layer_norm_epsilon=1e-6, name="cola"):
     super().__init__(name=name)
     if similarity not in SIMILARITIES:
       raise ValueError(f"ColaModel.similarity must be one of {SIMILARITIES}, got {similarity!r}")
@@ -41,8 +44,10 @@ class ColaModel(tf_keras.Model):
     self.temperature = None if temperature is None else float(temperature)
     self.embedding_dim = int(embedding_dim)
     self.projection = tf_keras.layers.Dense(embedding_dim, use_bias=projection_bias,
+                                            kernel_initializer=projection_initializer,
                                             dtype="float32", name="projection")
-    self.layer_norm = tf_keras.layers.LayerNormalization(dtype="float32", name="layer_norm")
+    self.layer_norm = tf_keras.layers.LayerNormalization(epsilon=float(layer_norm_epsilon),
+                                                         dtype="float32", name="layer_norm")
     if similarity == "bilinear":
       init = ("glorot_uniform" if bilinear_init_stddev is None else
               tf_keras.initializers.RandomNormal(stddev=float(bilinear_init_stddev)))

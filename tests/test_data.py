@@ -236,7 +236,7 @@ def test_pair_dataset_from_tfrecords_gives_augmented_batches(tmp_path):
   ds = pipeline.pair_dataset(sources.TFRecordSource(os.path.join(out, "*.tfrecord")), None, 4,
                              fe, seed=1)
   batch = next(iter(ds))
-  assert batch["anchor"].shape == (4, 97, 64) and batch["positive"].shape == (4, 97, 64)
+  assert batch["anchor"].shape == (4, 100, 64) and batch["positive"].shape == (4, 100, 64)
   assert np.all(np.isfinite(batch["anchor"].numpy()))
 
 
@@ -305,7 +305,7 @@ def test_tf_data_service_runs_the_pipeline_without_python_in_the_graph(tmp_path)
   proc = subprocess.run([sys.executable, "-c", SERVICE_RUN, str(root)], cwd=REPO,
                         env=subprocess_env(), capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "shapes (4, 97, 64) (4, 97, 64)" in proc.stdout, proc.stdout[-2000:]
+  assert "shapes (4, 100, 64) (4, 100, 64)" in proc.stdout, proc.stdout[-2000:]
 
 
 SERVICE_RUN = r"""

@@ -53,7 +53,7 @@ def test_pcm16_records_are_exact_and_read_by_a_graph_without_python(tmp_path):
   assert not any("PyFunc" in op for op in graph_ops(decoded))
   pairs = pipeline.pair_dataset(source, None, 4, frontend_lib.LogMelFrontend(), seed=0)
   assert not any("PyFunc" in op for op in graph_ops(pairs))
-  assert next(iter(pairs))["anchor"].shape == (4, 97, 64)
+  assert next(iter(pairs))["anchor"].shape == (4, 100, 64)
   # The FLAC layout still reads, through libsndfile.
   tfrecord_writer.make_tfrecords(manifest, str(tmp_path / "flac"), 2, "flac", workers=1)
   flac = sources.TFRecordSource(str(tmp_path / "flac" / "shard-*.tfrecord"))

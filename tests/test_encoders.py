@@ -1,4 +1,7 @@
-"""Encoders: shapes, DropPath that really drops, ConvNeXt equal to keras.applications."""
+"""Encoders: shapes, DropPath that really drops, ConvNeXt equal to keras.applications, and
+audax's initialisers, GELU, norms, padding and precision scope against their definitions."""
+import math
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -43,7 +46,7 @@ def test_drop_path_is_applied_in_the_encoder_inside_a_distributed_step(name):
 
 def test_convnext_depthwise_equals_keras_applications_and_weights_move_both_ways():
   ours = encoders.build_encoder("convnext_tiny", input_shape=(96, 64), pooling="mean",
-                                features_layernorm=True)
+                                features_layernorm=True, style="keras")  # exact GELU
   keras_model = tf_keras.applications.ConvNeXtTiny(
       include_top=False, weights=None, input_shape=(96, 64, 1), pooling="avg",
       include_preprocessing=False)
@@ -57,7 +60,8 @@ def test_convnext_depthwise_equals_keras_applications_and_weights_move_both_ways
   depthwise = [l for l in ours.layers if isinstance(l, tf_keras.layers.DepthwiseConv2D)]
   assert len(depthwise) == 18
   grouped = encoders.build_encoder("convnext_tiny", input_shape=(96, 64), pooling="mean",
-                                   depthwise_impl="grouped", features_layernorm=True)
+                                   depthwise_impl="grouped", features_layernorm=True,
+                                   style="keras")
   encoders.convnext_weights_to_keras(ours, grouped)
   np.testing.assert_allclose(grouped(x, training=False).numpy(), want, rtol=1e-4, atol=1e-4)
 
@@ -89,3 +93,117 @@ def test_convnext_features_are_the_pooled_last_stage_as_audax():
   x = np.random.default_rng(1).standard_normal((2, 97, 64)).astype(np.float32)
   np.testing.assert_allclose(enc(x).numpy(), last_stage(x).numpy().mean(axis=(1, 2)),
                              rtol=1e-5, atol=1e-5)
+
+
+def kernels(model):
+  """(layer, kernel array) of every conv / Dense / depthwise kernel in a model and its
+  nested models."""
+  out = []
+  for layer in model.layers:
+    if isinstance(layer, tf_keras.Model):
+      out += kernels(layer)
+    elif isinstance(layer, tf_keras.layers.DepthwiseConv2D):
+      out.append((layer, layer.depthwise_kernel.numpy()))
+    elif isinstance(layer, (tf_keras.layers.Conv2D, tf_keras.layers.Dense)):
+      out.append((layer, layer.kernel.numpy()))
+  return out
+
+
+def all_layers(model):
+  return [l for layer in model.layers
+          for l in (all_layers(layer) if isinstance(layer, tf_keras.Model) else [layer])]
+
+
+def numpy_gelu(x, approximate):
+  if approximate:  # flax / jax nn.gelu's default
+    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+  return 0.5 * x * (1 + np.vectorize(math.erf)(x / np.sqrt(2)))
+
+
+@pytest.mark.parametrize("approximate", [True, False])
+def test_gelu_is_the_tanh_approximation_or_exact(approximate):
+  x = np.linspace(-5, 5, 101).astype(np.float32)
+  got = encoders.GELU(approximate)(x).numpy()
+  np.testing.assert_allclose(got, numpy_gelu(x.astype(np.float64), approximate), atol=1e-6)
+  other = numpy_gelu(x.astype(np.float64), not approximate)
+  assert np.abs(got - other).max() > 1e-4  # the two differ measurably
+
+
+def test_convnext_audax_style_initialisers_gelu_and_norms():
+  """audax's ConvNeXt: every conv and MLP kernel N(0, 0.02^2) truncated at 2 std (std
+  0.02 x 0.8796, |w| <= 0.04), biases 0, layer scale 1e-6, LayerNorm epsilon 1e-6, tanh
+  GELU; style 'keras' keeps Glorot-uniform kernels and exact GELU."""
+  tf_keras.utils.set_random_seed(0)
+  enc = encoders.build_encoder("convnext_tiny", input_shape=(100, 64), pooling="mean")
+  found = kernels(enc)
+  assert len(found) == 1 + 3 + 18 * 3
+  pooled = np.concatenate([k.ravel() for _, k in found])
+  assert abs(pooled.mean()) < 1e-4 and np.abs(pooled).max() <= 0.04 + 1e-7
+  assert pooled.std() == pytest.approx(0.02 * 0.87962566, rel=0.01)
+  for layer, k in found:  # per layer too: truncated normal of the same width
+    assert np.abs(k).max() <= 0.04 + 1e-7 and k.std() == pytest.approx(0.0176, rel=0.25), layer.name
+  biases = [w.numpy() for w in enc.weights if w.name.endswith("bias:0") and "layernorm" not in w.name]
+  assert biases and all(not b.any() for b in biases)
+  scales = [w.numpy() for w in enc.weights if "layer_scale" in w.name]
+  assert len(scales) == 18 and all(np.all(s == np.float32(1e-6)) for s in scales)
+  norms = [l for l in enc.layers if isinstance(l, tf_keras.layers.LayerNormalization)]
+  assert len(norms) == 1 + 3 + 18 and {l.epsilon for l in norms} == {1e-6}
+  gelus = [l for l in enc.layers if isinstance(l, encoders.GELU)]
+  assert len(gelus) == 18 and all(l.approximate for l in gelus)
+  keras_style = encoders.build_encoder("convnext_tiny", input_shape=(100, 64), pooling="mean",
+                                       style="keras")
+  layer, k = kernels(keras_style)[-1]  # Dense 3072 -> 768: Glorot uniform
+  limit = np.sqrt(6 / (k.shape[0] + k.shape[1]))
+  assert np.abs(k).max() <= limit and np.abs(k).max() > 0.95 * limit, layer.name
+  assert not any(l.approximate for l in keras_style.layers if isinstance(l, encoders.GELU))
+
+
+def test_efficientnet_audax_style_initialisers_norms_and_padding():
+  """audax's EfficientNet: He-normal fan-in kernels (truncated at 2 std: std sqrt(2 /
+  fan_in), |w| <= 2 sqrt(2 / fan_in) / 0.8796; depthwise fan-in k x k), BatchNorm momentum
+  0.9 and epsilon 1e-5, no squeeze-excitation biases, 'SAME' strided convs: 100 frames
+  -> 50 -> 25 -> 13 -> 7 -> 4 at the top (ceil at each stride), 64 mels -> 2."""
+  tf_keras.utils.set_random_seed(0)
+  enc = encoders.build_encoder("efficientnet_b0", input_shape=(100, 64), pooling="mean",
+                               drop_path_rate=0.2)
+  layers = all_layers(enc)
+  for layer, k in kernels(enc):
+    fan_in = k.shape[0] * k.shape[1] * (1 if isinstance(
+        layer, tf_keras.layers.DepthwiseConv2D) else k.shape[2])
+    std = np.sqrt(2 / fan_in)
+    assert np.abs(k).max() <= 2 * std / 0.87962566 + 1e-6, layer.name
+    if k.size >= 4096:
+      assert k.std() == pytest.approx(std, rel=0.1), layer.name
+  norms = [l for l in layers if isinstance(l, tf_keras.layers.BatchNormalization)]
+  assert len(norms) == 49 and {(l.momentum, l.epsilon) for l in norms} == {(0.9, 1e-5)}
+  se = [l for l in layers if l.name.endswith(("se_reduce", "se_expand"))]
+  assert len(se) == 32 and not any(l.use_bias for l in se)
+  assert not any(isinstance(l, tf_keras.layers.ZeroPadding2D) for l in layers)
+  backbone = [l for l in enc.layers if isinstance(l, tf_keras.Model)][0]
+  assert backbone(tf.zeros([1, 100, 64, 1])).shape == (1, 4, 2, 1280)
+  keras_style = encoders.build_encoder("efficientnet_b0", input_shape=(100, 64), style="keras")
+  kept = [l for l in all_layers(keras_style) if isinstance(l, tf_keras.layers.BatchNormalization)]
+  assert {(l.momentum, l.epsilon) for l in kept} == {(0.99, 1e-3)}
+  keras_backbone = [l for l in keras_style.layers if isinstance(l, tf_keras.Model)][0]
+  assert keras_backbone(tf.zeros([1, 100, 64, 1])).shape == (1, 3, 2, 1280)  # odd sizes cut
+
+
+def test_convnext_float32_blocks_is_audax_precision_scope():
+  """Under mixed_bfloat16, float32_blocks leaves the stem and downsampling in bfloat16 and
+  runs every block and the pooling in float32 (audax's half_precision ConvNeXt)."""
+  tf_keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  try:
+    scoped = encoders.build_encoder("convnext_tiny", input_shape=(100, 64), pooling="mean",
+                                    float32_blocks=True)
+    everywhere = encoders.build_encoder("convnext_tiny", input_shape=(100, 64),
+                                        pooling="mean")
+  finally:
+    tf_keras.mixed_precision.set_global_policy("float32")
+  dtypes = {l.name: l.compute_dtype for l in scoped.layers if l.name.startswith("convnext")}
+  for name, dtype in dtypes.items():
+    want = "bfloat16" if ("stem" in name or "downsampling" in name) else "float32"
+    assert dtype == want, (name, dtype)
+  assert scoped.get_layer("pool").compute_dtype == "float32"
+  assert {l.compute_dtype for l in everywhere.layers if "_block_" in l.name} == {"bfloat16"}
+  x = np.random.default_rng(2).standard_normal((2, 100, 64)).astype(np.float32)
+  assert scoped(x).dtype == tf.float32

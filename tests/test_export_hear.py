@@ -36,7 +36,7 @@ def test_metadata(trained):
   assert meta["training_step"] == 6 and meta["encoder"] == "small_cnn"
   assert meta["frontend"]["num_mel_bins"] == 64 and meta["frontend"]["normalization"] == "none"
   assert meta["frontend"]["waveform_normalization"] == "l2_window"
-  assert meta["frontend"]["padding"] == "centre_reflect" and meta["frontend"]["log_floor"] == 1e-8
+  assert meta["frontend"]["padding"] == "fft_reflect" and meta["frontend"]["log_floor"] == 1e-8
   assert meta["training_positive_noise_stddev"] == 0.001
   assert len(meta["gin_config_sha1"]) == 40
 
@@ -89,9 +89,9 @@ def test_exported_numbers_equal_the_training_encoder(trained, clean_gin):
     want = model.encoder(frontend(windows), training=False).numpy().mean(axis=0)
     np.testing.assert_allclose(saved.scene_embeddings(audio)[0].numpy(), want, rtol=1e-4,
                                atol=1e-5)
-  # Clip: the whole clip is one model input (101 frames for 1 s), as the seed's probe.
+  # Clip: the whole clip is one model input (104 frames for 1 s), as the seed's probe.
   audio = rng.uniform(-0.5, 0.5, (2, 16000)).astype(np.float32)
-  assert frontend(audio).shape[1] == 101
+  assert frontend(audio).shape[1] == 104
   np.testing.assert_allclose(saved.clip_embeddings(audio).numpy(),
                              model.encoder(frontend(audio), training=False).numpy(), rtol=1e-4,
                              atol=1e-5)
@@ -123,7 +123,7 @@ def test_clip_level_normalisation_in_the_export(mode, invariant):
   from cola_tf import encoders
   from cola_tf import frontend as frontend_lib
   frontend = frontend_lib.LogMelFrontend(waveform_normalization=mode)
-  encoder = encoders.build_encoder("small_cnn", input_shape=(97, 64))
+  encoder = encoders.build_encoder("small_cnn", input_shape=(100, 64))
   module = export_lib.FrozenEncoder(frontend, encoder, 15360)
   audio = np.random.default_rng(4).uniform(-0.5, 0.5, (2, 24000)).astype(np.float32)
   for fn in (module.scene_embeddings, module.clip_embeddings,
@@ -132,9 +132,11 @@ def test_clip_level_normalisation_in_the_export(mode, invariant):
     assert same == invariant
 
 
-@pytest.mark.parametrize("padding", ["centre_reflect", "end_zero"])
-@pytest.mark.parametrize("normalization", ["none", "per_window"])
-@pytest.mark.parametrize("mode", ["l2_window", "l2_clip", "none"])
+@pytest.mark.parametrize("mode,padding,normalization", [
+    (mode, "fft_reflect", norm) for mode in ("l2_window", "l2_clip", "none")
+    for norm in ("none", "per_window")] + [  # the recipe's framing: every combination
+    ("l2_window", "centre_reflect", "none"), ("l2_clip", "centre_reflect", "per_window"),
+    ("l2_window", "end_zero", "per_window"), ("none", "end_zero", "none")])
 def test_shared_stft_equals_the_per_window_reference(mode, padding, normalization):
   """Timestamp and scene embeddings from one STFT per clip equal the reference, which puts
   each window through the whole frontend. The encoder here flattens the log-mel, so the

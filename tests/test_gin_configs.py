@@ -40,7 +40,7 @@ def test_gin_file_parses_and_builds(path, clean_gin):
   configuration.parse_gin([path], [], None)
   frontend = frontend_lib.LogMelFrontend()
   shape = configuration.model_input_shape(frontend, gin.query_parameter("train.crop_seconds"))
-  assert shape == (97, 64)
+  assert shape == (100, 64)
   precision = _query("train.precision", None)
   tf_keras.mixed_precision.set_global_policy(precision or "float32")
   model = model_lib.ColaModel(encoder=encoders.build_encoder(input_shape=shape))

@@ -232,6 +232,34 @@ def test_export_cli_with_crop_augmentation(tree, random_exports, tmp_path):
   assert 0.0 <= results["test_accuracy"] <= 1.0
 
 
+def test_encoder_in_training_mode_as_audax_probe(tree, random_exports, tmp_path):
+  """--encoder_mode training: train features with batch statistics (differ from inference),
+  BatchNorm running statistics moved by them, the best epoch's statistics for test."""
+  embedder = embedders.ExportEmbedder(random_exports["a"])
+  names, splits = speech_commands.keyword_task(tree, 35)
+  index = {n: i for i, n in enumerate(names)}
+  before = embedder.encoder_state()
+  inference = embedders.embed_split(embedder, splits["valid"], index, SR)
+  modes = protocol.TrainingModeEncoder(embedder, splits, index, SR,
+                                       fit.ProbeSettings(batch_size=8))
+  train_x, train_y = modes.train(1)
+  np.testing.assert_array_equal(train_y, embedders.embed_split(embedder, splits["train"],
+                                                               index, SR)[1])
+  moved = embedder.encoder_state()
+  assert any(not np.allclose(a, b) for a, b in zip(before, moved))
+  assert not np.allclose(modes.valid()[0], inference[0], atol=1e-4)  # new statistics
+  modes.test(before)
+  np.testing.assert_allclose(embedders.embed_split(embedder, splits["valid"], index, SR)[0],
+                             inference[0], rtol=1e-5, atol=1e-5)  # restored
+  out = str(tmp_path / "training_mode")
+  assert linear_probe.main(["--export", random_exports["c"], "--data", tree, "--epochs", "3",
+                            "--warmup_epochs", "1", "--encoder_mode", "training",
+                            "--batch_size", "32", "--output", out]) == 0
+  with open(os.path.join(out, "results.json")) as f:
+    results = json.load(f)
+  assert results["encoder_mode"] == "training" and len(results["history"]) == 3
+
+
 def test_clear_errors(tree, tmp_path, capsys):
   assert linear_probe.main(["--baseline", "logmel_stats", "--data", str(tmp_path / "none")]) == 2
   assert "is not a directory" in capsys.readouterr().err
@@ -242,6 +270,9 @@ def test_clear_errors(tree, tmp_path, capsys):
   assert "needs an encoder export" in capsys.readouterr().err
   assert linear_probe.main(["--baseline", "logmel_stats", "--data", tree, "--epochs", "3"]) == 2
   assert "--warmup_epochs (5.0) must be in [0, --epochs (3))" in capsys.readouterr().err
+  assert linear_probe.main(["--baseline", "logmel_stats", "--data", tree, "--encoder_mode",
+                            "training"]) == 2
+  assert "--encoder_mode training needs an encoder export" in capsys.readouterr().err
 
 
 def test_espeak_tree_probes_end_to_end(tmp_path):

@@ -38,6 +38,23 @@ def test_recipe_head_has_no_projection_bias_and_a_small_bilinear_init():
   assert m.projection.bias is None  # audax: Dense(512, use_bias=False)
   w = m.bilinear.kernel.numpy()
   assert w.shape == (512, 512) and abs(w.std() - 0.01) < 0.001  # audax: N(0, 0.01^2)
+
+
+def test_recipe_head_initialiser_and_layer_norm_are_flax_defaults():
+  """audax's head is flax's nn.Dense (lecun_normal: truncated normal, std sqrt(1 / fan_in),
+  cut at 2 / 0.8796 of it) and nn.LayerNorm (epsilon 1e-6); Keras' own defaults
+  (glorot_uniform, 1e-3) remain options."""
+  m = model_lib.ColaModel(encoder=_tiny_encoder()).build_for((96, 64))
+  k = m.projection.kernel.numpy()
+  std = math.sqrt(1 / k.shape[0])
+  assert k.std() == pytest.approx(std, rel=0.05)
+  assert np.abs(k).max() <= 2 * std / 0.87962566 + 1e-6 and np.abs(k).max() > 1.9 * std
+  assert m.layer_norm.epsilon == 1e-6
+  keras = model_lib.ColaModel(encoder=_tiny_encoder(), projection_initializer="glorot_uniform",
+                              layer_norm_epsilon=1e-3).build_for((96, 64))
+  limit = math.sqrt(6 / sum(keras.projection.kernel.shape))
+  assert np.abs(keras.projection.kernel.numpy()).max() <= limit
+  assert keras.layer_norm.epsilon == 1e-3
   wide = model_lib.ColaModel(encoder=_tiny_encoder(), projection_bias=True,
                              bilinear_init_stddev=None).build_for((96, 64))
   assert wide.projection.bias is not None
@@ -98,3 +115,32 @@ def test_global_negatives_gather_positives_from_every_replica():
     np.testing.assert_array_equal(lb.numpy(), np.arange(4))
     np.testing.assert_allclose(lg.numpy(), full[i * 4:(i + 1) * 4, i * 4:(i + 1) * 4],
                                rtol=1e-4, atol=1e-4)
+
+
+def test_a_step_embeds_anchors_and_positives_in_one_batch_with_per_replica_statistics():
+  """audax's step: anchors and positives go through the encoder as one batch (they share
+  BatchNorm statistics) and each TPU core normalises with its own statistics. A BatchNorm-
+  only encoder on 2 replicas, anchors x and positives x + 2, replica 0 at x = 1 and replica 1
+  at x = 11: one batch per replica gives each a batch variance of 1, so the running variance
+  stays 1 (synchronised statistics: 26 -> 1.25; anchors and positives apart: 0 -> 0.98);
+  the running mean moves by (1 - momentum) x 7 (apart: 0.139 instead of 0.07)."""
+  import tf_keras
+  from cola_tf import optimization
+  from cola_tf import training
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  with strategy.scope():
+    inputs = tf_keras.Input((8, 4))
+    x = tf_keras.layers.Reshape((8, 4, 1))(inputs)
+    norm = tf_keras.layers.BatchNormalization(momentum=0.99)
+    features = tf_keras.layers.GlobalAveragePooling2D()(norm(x))
+    model = model_lib.ColaModel(encoder=tf_keras.Model(inputs, features)).build_for((8, 4))
+    optimizer, _ = optimization.build_adamw(10, 10, learning_rate=0.0, warmup_steps=0)
+  level = np.array([1.0, 1.0, 11.0, 11.0], np.float32)[:, None, None] * np.ones((4, 8, 4),
+                                                                              np.float32)
+  batch = {"anchor": level, "positive": level + 2.0}
+  dataset = strategy.experimental_distribute_dataset(
+      tf.data.Dataset.from_tensors(batch).repeat())
+  trainer = training.ColaTrainer(strategy, model, optimizer, dataset, global_batch_size=4)
+  trainer.train(tf.constant(1))
+  assert float(norm.moving_mean.numpy()[0]) == pytest.approx(0.01 * 7.0, rel=1e-3)
+  assert float(norm.moving_variance.numpy()[0]) == pytest.approx(1.0, abs=2e-3)

@@ -21,7 +21,7 @@ import time
 
 from cola_tf import SAMPLE_RATE
 
-CONFIGS = [  # (encoder, precision, jit, depthwise_impl)
+CONFIGS = [  # (encoder, precision, jit, variant: None, a depthwise_impl or 'float32_blocks')
     ("small_cnn", "float32", False, None),
     ("small_cnn", "mixed_bfloat16", False, None),
     ("small_cnn", "float32", True, None),
@@ -30,6 +30,7 @@ CONFIGS = [  # (encoder, precision, jit, depthwise_impl)
     ("efficientnet_b0", "float32", True, None),
     ("convnext_tiny", "float32", False, "depthwise"),
     ("convnext_tiny", "mixed_bfloat16", False, "depthwise"),
+    ("convnext_tiny", "mixed_bfloat16", False, "float32_blocks"),  # audax's precision scope
     ("convnext_tiny", "float32", False, "grouped"),
 ]
 
@@ -116,7 +117,10 @@ def main(argv=None):
   for encoder, precision, jit, impl in configs:
     args = ["--encoder", encoder, "--precision", precision] + common
     args += ["--jit"] if jit else []
-    args += ["--depthwise_impl", impl] if impl else []
+    if impl == "float32_blocks":
+      args += ["--float32_blocks"]
+    elif impl:
+      args += ["--depthwise_impl", impl]
     r = _train_step(args)
     name = encoder + (f" ({impl})" if impl else "")
     if "error" in r:

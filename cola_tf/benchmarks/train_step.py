@@ -1,7 +1,8 @@
 r"""COLA train-step and encoder throughput for one encoder / precision / XLA setting.
 
   python -m cola_tf.benchmarks.train_step --encoder efficientnet_b0 [--batch 32]
-      [--precision float32|mixed_bfloat16] [--jit] [--frames 97] [--threads N]
+      [--precision float32|mixed_bfloat16] [--jit] [--frames 100] [--threads N]
+      [--float32_blocks] [--style audax|keras]
 
 Times the real train step (encoder on anchors and positives, projection head, bilinear
 similarity, InfoNCE, AdamW update) on random log-mel input already in memory, so the input
@@ -27,8 +28,8 @@ def forward_flops(encoder, input_shape):
   return tf.compat.v1.profiler.profile(graph=frozen.graph, options=options).total_float_ops
 
 
-def run(encoder_name, batch=32, precision="float32", jit=False, frames=97, steps=5, repeats=3,
-        depthwise_impl=None):
+def run(encoder_name, batch=32, precision="float32", jit=False, frames=100, steps=5, repeats=3,
+        depthwise_impl=None, float32_blocks=False, style=None):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   import tf_keras  # pylint: disable=import-outside-toplevel
   from cola_tf import encoders  # pylint: disable=import-outside-toplevel
@@ -39,6 +40,8 @@ def run(encoder_name, batch=32, precision="float32", jit=False, frames=97, steps
   tf_keras.mixed_precision.set_global_policy(precision)
   shape = (frames, 64)
   kwargs = {"depthwise_impl": depthwise_impl} if depthwise_impl else {}
+  kwargs.update({"float32_blocks": True} if float32_blocks else {})
+  kwargs.update({"style": style} if style else {})
   encoder = encoders.build_encoder(encoder_name, input_shape=shape, **kwargs)
   model = model_lib.ColaModel(encoder=encoder).build_for(shape)
   optimizer, _ = optimization.build_adamw(1000, 100, learning_rate=1e-4, warmup_steps=10,
@@ -76,7 +79,9 @@ def run(encoder_name, batch=32, precision="float32", jit=False, frames=97, steps
   flops = forward_flops(encoders.build_encoder(encoder_name, input_shape=shape, **kwargs), shape)
   # A train step runs the forward on 2 crops per pair and a backward of ~2x the forward.
   achieved = pairs * 2 * 3 * flops
-  return {"encoder": encoder_name + (f" ({depthwise_impl})" if depthwise_impl else ""),
+  variant = ", ".join(v for v in (depthwise_impl, float32_blocks and "float32 blocks",
+                                   style and f"{style} style") if v)
+  return {"encoder": encoder_name + (f" ({variant})" if variant else ""),
           "batch": batch, "precision": precision, "jit": jit, "frames": frames,
           "train_pairs_per_s": pairs, "embed_clips_per_s": clips,
           "forward_gflops_per_clip": flops / 1e9, "train_gflops_per_s": achieved / 1e9}
@@ -148,10 +153,14 @@ def main(argv=None):
   p.add_argument("--batch", type=int, default=32)
   p.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"])
   p.add_argument("--jit", action="store_true")
-  p.add_argument("--frames", type=int, default=97)
+  p.add_argument("--frames", type=int, default=100)
   p.add_argument("--steps", type=int, default=5)
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--depthwise_impl", default=None, choices=["depthwise", "grouped"])
+  p.add_argument("--float32_blocks", action="store_true",
+                 help="ConvNeXt: blocks in float32 under a mixed policy (audax's scope)")
+  p.add_argument("--style", default=None, choices=["audax", "keras"],
+                 help="EfficientNet / ConvNeXt initialisers and layout (default: audax)")
   p.add_argument("--threads", type=int, default=0, help="intra = inter-op threads (0: TF's)")
   p.add_argument("--json", action="store_true", help="print one JSON line")
   p.add_argument("--keras_fit", action="store_true",
@@ -167,7 +176,7 @@ def main(argv=None):
                                                              a.steps, a.repeats)}
   else:
     result = run(a.encoder, a.batch, a.precision, a.jit, a.frames, a.steps, a.repeats,
-                 a.depthwise_impl)
+                 a.depthwise_impl, a.float32_blocks, a.style)
   result["threads"] = a.threads
   print(json.dumps(result) if a.json else result, flush=True)
 

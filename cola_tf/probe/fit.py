@@ -24,6 +24,8 @@ class ProbeSettings:
   standardize: bool = False
   seed: int = 0
   augment: str = "none"  # 'crop': a random 0.96 s window of every train clip, each epoch
+  # 'training': the encoder runs as in audax's probe step (see protocol.TrainingModeEncoder)
+  encoder_mode: str = "inference"
 
   def peak_learning_rate(self):
     if not self.reference_batch:
@@ -71,12 +73,15 @@ def _layer_and_optimizer(settings, num_classes, dim, num_batches):
   return layer, optimizer, schedule
 
 
-def fit_probe(data, num_classes, settings=None, train_features_for_epoch=None, verbose=True):
+def fit_probe(data, num_classes, settings=None, epoch_features=None, verbose=True):
   """Trains Dense(num_classes) on data['train'], keeps the best epoch on data['valid'].
 
   data: {split: (features [n, D], labels [n])}; settings: a ProbeSettings (default: the
-  seed's protocol). train_features_for_epoch(epoch), if given, returns fresh train features
-  each epoch (augmentation). Returns a dict with best_epoch, valid_accuracy, test_accuracy,
+  seed's protocol). epoch_features, if given, supplies features that change over the epochs
+  (see protocol.CropAugmentation, protocol.TrainingModeEncoder): `.train(epoch)` fresh train
+  features each epoch, `.valid()` the validation features after it (None: data['valid']),
+  `.state()` what to keep with the best epoch, `.test(state)` the test features for it
+  (None: data['test']). Returns a dict with best_epoch, valid_accuracy, test_accuracy,
   test predictions and the per-epoch history.
   """
   settings = settings or ProbeSettings()
@@ -84,6 +89,7 @@ def fit_probe(data, num_classes, settings=None, train_features_for_epoch=None, v
     raise ValueError(f"--warmup_epochs ({settings.warmup_epochs}) must be in [0, --epochs "
                      f"({settings.epochs}))")
   x_train, y_train = data["train"]
+  valid, test = data["valid"], data["test"]
   standardise = _standardiser(x_train, settings.standardize)
   num_batches = max(1, len(x_train) // settings.batch_size)  # the rest wait, as drop_remainder
   layer, optimizer, schedule = _layer_and_optimizer(settings, num_classes, x_train.shape[1],
@@ -93,24 +99,29 @@ def fit_probe(data, num_classes, settings=None, train_features_for_epoch=None, v
   def predict(x):
     return np.argmax(layer(standardise(x)).numpy(), axis=-1)
 
-  rng, best, history = np.random.default_rng(settings.seed), (-1.0, 0, None), []
+  rng, best, history = np.random.default_rng(settings.seed), (-1.0, 0, None, None), []
   for epoch in range(1, settings.epochs + 1):
-    if train_features_for_epoch is not None:
-      x_train, y_train = train_features_for_epoch(epoch)
+    if epoch_features is not None:
+      x_train, y_train = epoch_features.train(epoch)
     x = standardise(x_train)
     per_batch = len(x) // num_batches
     batches = rng.permutation(len(x))[:num_batches * per_batch]
     loss = float(train_epoch(x, y_train, batches.reshape(num_batches, per_batch)))
-    valid_acc = float(np.mean(predict(data["valid"][0]) == data["valid"][1]))
+    if epoch_features is not None:
+      valid = epoch_features.valid() or valid
+    valid_acc = float(np.mean(predict(valid[0]) == valid[1]))
     history.append({"epoch": epoch, "train_loss": loss, "valid_accuracy": valid_acc,
                     "learning_rate": float(schedule(epoch * num_batches - 1))})
     if valid_acc >= best[0]:  # ties: the later epoch, as audax's save_best_checkpoint
-      best = (valid_acc, epoch, [v.numpy() for v in layer.weights])
+      best = (valid_acc, epoch, [v.numpy() for v in layer.weights],
+              epoch_features.state() if epoch_features is not None else None)
     if verbose and (epoch % 10 == 0 or epoch == settings.epochs):
       log(f"epoch {epoch}/{settings.epochs}: train loss {loss:.4f}, valid accuracy "
           f"{valid_acc:.4f} (best {best[0]:.4f} at epoch {best[1]})")
   layer.set_weights(best[2])
-  predictions = predict(data["test"][0])
+  if epoch_features is not None:
+    test = epoch_features.test(best[3]) or test
+  predictions = predict(test[0])
   return {"best_epoch": best[1], "valid_accuracy": best[0],
-          "test_accuracy": float(np.mean(predictions == data["test"][1])),
-          "test_predictions": predictions, "test_labels": data["test"][1], "history": history}
+          "test_accuracy": float(np.mean(predictions == test[1])),
+          "test_predictions": predictions, "test_labels": test[1], "history": history}

@@ -13,6 +13,7 @@ from cola_tf.probe import speech_commands
 
 log = logs.logger("linear_probe")
 AUGMENTS = ("none", "crop")
+ENCODER_MODES = ("inference", "training")
 
 
 @dataclasses.dataclass
@@ -31,8 +32,72 @@ class ProbeTask:
 def _check(embedder, settings):
   if settings.augment not in AUGMENTS:
     raise ValueError(f"--augment must be one of {AUGMENTS}, got {settings.augment!r}")
-  if settings.augment == "crop" and getattr(embedder, "window_samples", None) is None:
-    raise ValueError("--augment crop needs an encoder export (--export), not a baseline")
+  if settings.encoder_mode not in ENCODER_MODES:
+    raise ValueError(f"--encoder_mode must be one of {ENCODER_MODES}, got "
+                     f"{settings.encoder_mode!r}")
+  needs_export = [f"--augment {settings.augment}"] if settings.augment != "none" else []
+  if settings.encoder_mode != "inference":
+    needs_export.append(f"--encoder_mode {settings.encoder_mode}")
+  if needs_export and getattr(embedder, "window_samples", None) is None:
+    raise ValueError(f"{' and '.join(needs_export)} needs an encoder export (--export), not "
+                     "a baseline")
+  if len(needs_export) > 1:
+    raise ValueError("--augment crop and --encoder_mode training cannot be combined")
+  if settings.encoder_mode == "training":
+    embedder.check_training_mode()
+
+
+class CropAugmentation:
+  """Epoch features for `fit.fit_probe`: a random 0.96 s window of every train clip, each
+  epoch; validation and test stay fixed."""
+
+  def __init__(self, embedder, train_split, label_index, clip_samples, seed):
+    self._args = (embedder, train_split, label_index, clip_samples)
+    self._seed = seed
+
+  def train(self, epoch):
+    return embedders.embed_split(*self._args, crop_seed=self._seed * 100003 + epoch)
+
+  def valid(self):
+    return None
+
+  def state(self):
+    return None
+
+  def test(self, state):  # pylint: disable=unused-argument
+    return None
+
+
+class TrainingModeEncoder:
+  """Epoch features for `fit.fit_probe` as audax's linear probe computes them: its step
+  applies the model with `train` left True and `mutable=['batch_stats']`, so every epoch the
+  train clips are embedded with batch statistics and an active drop path (shuffled batches
+  of the probe's batch size), which also moves the BatchNorm running statistics; validation
+  (each epoch) and test (with the best epoch's statistics) run in inference mode with the
+  statistics so updated. Encoders without BatchNorm or drop path (audax's ConvNeXt) give the
+  same features as inference."""
+
+  def __init__(self, embedder, splits, label_index, clip_samples, settings):
+    self._embedder, self._splits = embedder, splits
+    self._label_index, self._clip_samples = label_index, clip_samples
+    self._batch, self._seed = settings.batch_size, settings.seed
+
+  def _embed(self, split, training_batches=None):
+    return embedders.embed_split(self._embedder, self._splits[split], self._label_index,
+                                 self._clip_samples, training_batches=training_batches)
+
+  def train(self, epoch):
+    return self._embed("train", (self._batch, self._seed * 100003 + epoch))
+
+  def valid(self):
+    return self._embed("valid")
+
+  def state(self):
+    return self._embedder.encoder_state()
+
+  def test(self, state):
+    self._embedder.restore_encoder_state(state)
+    return self._embed("test")
 
 
 def run(embedder, task, settings=None, output=None, feature_cache=None, verbose=True):
@@ -53,12 +118,13 @@ def run(embedder, task, settings=None, output=None, feature_cache=None, verbose=
     log(f"embedded {sum(len(f[1]) for f in features.values())} clips with {embedder.name} "
         f"({features['train'][0].shape[1]}-d) in {time.time() - started:.1f} s; "
         f"{audio_lib.BAD_FILES.summary()}")
-  fresh = None
+  epoch_features = None
   if settings.augment == "crop":
-    def fresh(epoch):
-      return embedders.embed_split(embedder, splits["train"], label_index, clip_samples,
-                                   crop_seed=settings.seed * 100003 + epoch)
-  result = fit.fit_probe(features, len(class_names), settings, fresh, verbose)
+    epoch_features = CropAugmentation(embedder, splits["train"], label_index, clip_samples,
+                                      settings.seed)
+  elif settings.encoder_mode == "training":
+    epoch_features = TrainingModeEncoder(embedder, splits, label_index, clip_samples, settings)
+  result = fit.fit_probe(features, len(class_names), settings, epoch_features, verbose)
   result["description"] = {
       "task": task.description(len(class_names)), "embedder": embedder.name,
       "data": files.absolute(task.data_root),
