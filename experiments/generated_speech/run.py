@@ -249,6 +249,13 @@ def training_history(model_dir):
   return [(s, d.get("loss"), d.get("contrastive_accuracy")) for s, d in sorted(values.items())]
 
 
+def _final_accuracy(run_dirs, variant):
+  """The last logged contrastive accuracy of an ablation's pretraining run, as text."""
+  name = f"{ABLATION_ARM} seed0" if variant.startswith("none") else f"ablation: {variant}"
+  history = training_history(run_dirs[name]) if name in run_dirs else []
+  return f"{history[-1][2]:.3f}" if history and history[-1][2] is not None else "-"
+
+
 def random_group(arm):
   """The group name of an arm's random-initialisation control."""
   return f"random init ({arm})"
@@ -313,13 +320,15 @@ def write_outputs(out, rows, runs, groups, ablation_rows, words, speakers):
   lines += verdicts
   if ablation_rows:
     lines += ["", f"Ablations (on {ABLATION_ARM}, pretraining seed 0 each; linear probe test "
-              "top-1):", "", "| change | keyword | speaker |", "|---|---|---|"]
+              "top-1; the pretraining run's final in-batch contrastive accuracy):", "",
+              "| change | keyword | speaker | contrastive acc. |", "|---|---|---|---|"]
     by_variant = {}
     for variant, _, task, acc in ablation_rows:
       by_variant.setdefault(variant, {})[task] = acc
     for variant, accs in by_variant.items():
       lines.append(f"| {variant} | {accs.get('keyword', float('nan')):.3f} | "
-                   f"{accs.get('speaker', float('nan')):.3f} |")
+                   f"{accs.get('speaker', float('nan')):.3f} | "
+                   f"{_final_accuracy(dict(runs), variant)} |")
   with open(os.path.join(out, "results.md.tmp"), "w") as f:
     f.write("\n".join(lines) + "\n")
   os.replace(os.path.join(out, "results.md.tmp"), os.path.join(out, "results.md"))
