@@ -14,7 +14,8 @@
   that cannot run: it never sets `use_running_average`).
 * DropPath draws per-replica masks: each call's stateful seed (the same on every worker)
   has the global replica id folded in, so workers of a multi-worker job drop differently.
-* `convnext_tiny` .. `convnext_xlarge`: the keras.applications ConvNeXt architecture rebuilt
+* `convnext_atto` .. `convnext_nano` (ConvNeXt V2's CPU-scale depths and widths, V1 blocks)
+  and `convnext_tiny` .. `convnext_xlarge`: the keras.applications ConvNeXt architecture rebuilt
   with DepthwiseConv2D for the 7x7 depthwise conv (the shipped grouped Conv2D is ~90x slower
   on CPU) and a DropPath that works inside tf.function and tf.distribute (the shipped
   StochasticDepth does not). The layer order and weight shapes match keras.applications, so
@@ -34,7 +35,7 @@ import tf_keras
 
 layers = tf_keras.layers
 
-POOLINGS = ("max", "mean")
+POOLINGS = ("max", "mean", "mean_std")
 STYLES = ("audax", "keras")
 # audax's ConvNeXt kernels: jax.random.truncated_normal(-2, 2) * 0.02, i.e. N(0, 0.02^2)
 # truncated at 2 std (Keras' TruncatedNormal draws the same distribution).
@@ -107,11 +108,25 @@ class LayerScale(layers.Layer):
     return {**super().get_config(), "init_value": self.init_value, "dim": self.dim}
 
 
+class StatisticsPooling(layers.Layer):
+  """[batch, time, freq, channels] -> [batch, 2 channels]: the mean over frequency, then its
+  mean and standard deviation over time (x-vector statistics pooling)."""
+
+  def call(self, x):
+    frames = tf.reduce_mean(tf.cast(x, tf.float32), axis=2)
+    mean, variance = tf.nn.moments(frames, axes=[1])
+    return tf.cast(tf.concat([mean, tf.sqrt(variance + 1e-5)], axis=-1), self.compute_dtype)
+
+
 def _pool(x, pooling, name, dtype=None):
+  """'max' or 'mean' over time and frequency, or 'mean_std' (`StatisticsPooling`: twice the
+  channels)."""
   if pooling not in POOLINGS:
     raise ValueError(f"encoder pooling must be one of {POOLINGS}, got {pooling!r}")
   if pooling == "max":
     return layers.GlobalMaxPooling2D(name=name, dtype=dtype)(x)
+  if pooling == "mean_std":
+    return StatisticsPooling(name=name, dtype=dtype)(x)
   return layers.GlobalAveragePooling2D(name=name, dtype=dtype)(x)
 
 
@@ -197,6 +212,12 @@ def efficientnet(variant, input_shape, pooling="max", drop_path_rate=0.2, style=
 
 
 CONVNEXT_CONFIGS = {
+    # ConvNeXt V2's smallest sizes (depths and widths; our blocks stay V1's, as the recipe's):
+    # CPU-scale members of the recipe's encoder family.
+    "convnext_atto": ([2, 2, 6, 2], [40, 80, 160, 320]),
+    "convnext_femto": ([2, 2, 6, 2], [48, 96, 192, 384]),
+    "convnext_pico": ([2, 2, 6, 2], [64, 128, 256, 512]),
+    "convnext_nano": ([2, 2, 8, 2], [80, 160, 320, 640]),
     "convnext_tiny": ([3, 3, 9, 3], [96, 192, 384, 768]),
     "convnext_small": ([3, 3, 27, 3], [96, 192, 384, 768]),
     "convnext_base": ([3, 3, 27, 3], [128, 256, 512, 1024]),

@@ -155,6 +155,14 @@ class LogMelFrontend:
       return l2_normalize(waveform)
     return tf.convert_to_tensor(waveform, tf.float32)
 
+  def clip_input(self, audio, min_samples):
+    """A whole clip [batch, samples] as one model input, as the export's `clip_embeddings`
+    and the online evaluation take it: 'l2_clip' normalisation, then centred zero padding
+    up to `min_samples` (a training window) when shorter."""
+    audio = self.normalize_clip(audio)
+    missing = tf.maximum(int(min_samples) - tf.shape(audio)[-1], 0)
+    return tf.pad(audio, [[0, 0], [missing // 2, missing - missing // 2]])
+
   def normalize_window(self, waveform):
     """One model input [..., samples] ('l2_window' only)."""
     if self.waveform_normalization == "l2_window":

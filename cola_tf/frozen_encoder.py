@@ -258,9 +258,7 @@ class FrozenEncoder(tf.Module):
     return tf.minimum(tf.range(n) * self.scene_hop, last)
 
   def _clip_inputs(self, audio):
-    audio = self._frontend.normalize_clip(audio)
-    missing = tf.maximum(self.window_samples - tf.shape(audio)[1], 0)
-    return tf.pad(audio, [[0, 0], [missing // 2, missing - missing // 2]])
+    return self._frontend.clip_input(audio, self.window_samples)
 
   def _clip_embeddings(self, audio):
     return self._window_embeddings(self._clip_inputs(audio))

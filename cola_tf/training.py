@@ -28,6 +28,7 @@ from cola_tf import configuration
 from cola_tf import distribute
 from cola_tf import logs
 from cola_tf import encoders
+from cola_tf import evaluation as evaluation_lib
 from cola_tf import files
 from cola_tf import frontend as frontend_lib
 from cola_tf import model as model_lib
@@ -150,6 +151,7 @@ class ProgressLine:
     self.step_counter, self.total_steps = step_counter, total_steps
     self.global_batch_size, self.schedule = global_batch_size, schedule
     self.history, self._rate, self._last = [], None, None
+    self.note = ""  # the online evaluation's scores, when it has just run
 
   def start(self):
     self._last = (int(self.step_counter.numpy()), time.time())
@@ -166,7 +168,8 @@ class ProgressLine:
     eta = (self.total_steps - step) * self.global_batch_size / self._rate
     log(f"step {step}/{self.total_steps} ({100 * step / self.total_steps:.0f}%) | loss "
         f"{loss:.4f} | acc {accuracy:.3f} | lr {lr:.2e} | {rate:.1f} clips/s | ETA "
-        f"{_format_seconds(eta)}")
+        f"{_format_seconds(eta)}{self.note}")
+    self.note = ""
 
 
 class SaveCheckpoints:
@@ -312,21 +315,49 @@ def _restore(checkpoint, model_dir):
 
 
 def _controller(trainer, strategy, step_counter, manager, summary_dir, actions, steps_per_loop,
-                checkpoint_every):
-  # Loops end on checkpoint boundaries, so checkpoints land exactly every checkpoint_every.
+                boundaries):
+  # Loops end on checkpoint (and evaluation) boundaries, so checkpoints land exactly every
+  # checkpoint_every steps and evaluations every OnlineEvaluation.every.
   def loop_length(step):
-    return int(min(steps_per_loop, checkpoint_every - step % checkpoint_every))
+    return int(min([steps_per_loop] + [every - step % every for every in boundaries]))
 
   return orbit.Controller(trainer=trainer, strategy=strategy, global_step=step_counter,
                           steps_per_loop=loop_length, checkpoint_manager=manager,
                           summary_dir=summary_dir, train_actions=actions)
 
 
+def _start_evaluation(evaluation, strategy, model, frontend, crop_seconds, model_dir, chief,
+                      start_step):
+  """Prepares the online evaluation (if any) and scores the encoder before a fresh run's
+  first step (every worker decides alike: the embedding is collective)."""
+  if evaluation is None:
+    return
+  evaluation.prepare(strategy, model.encoder, frontend,
+                     int(round(crop_seconds * frontend.sample_rate)), model_dir, chief)
+  if chief:
+    evaluation.resume_at(start_step)
+  if start_step == 0:
+    evaluation(0)
+
+
+def _actions(step_counter, manager, progress, evaluation, total_steps, checkpoint_every,
+             signals, lock, strategy):
+  """The controller's actions, in order: NaN stop, evaluation, progress line, checkpoints."""
+  actions = [StopOnNonFiniteLoss(step_counter, manager)]
+  if evaluation is not None:
+    actions.append(evaluation_lib.EvaluateEvery(evaluation, step_counter, total_steps,
+                                                progress))
+  return actions + [progress, SaveCheckpoints(manager, step_counter, checkpoint_every,
+                                              total_steps, signals,
+                                              lock.heartbeat if lock else None, strategy)]
+
+
 @gin.configurable(denylist=["model_dir"])
 def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, devices=None,
           cpu_replicas=None, global_batch_size=64, epochs=None, total_steps=None,
           steps_per_epoch=None, steps_per_loop=10, checkpoint_every=100, keep_checkpoints=3,
-          crop_seconds=0.96, negatives="replica", precision=None, jit_compile=False, seed=0):
+          crop_seconds=0.96, negatives="replica", precision=None, jit_compile=False, seed=0,
+          evaluation=None):
   """Pretrains COLA into `model_dir`.
 
   Returns a dict: final 'step', 'start_step' (> 0 when resumed), final 'loss' and 'accuracy'
@@ -347,6 +378,8 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
     precision: None/'float32' or 'mixed_bfloat16' (encoder in bf16; head, similarity, loss and
       optimizer state in float32).
     jit_compile: XLA for the train step (TPU compiles regardless; measured ~5x slower on CPU).
+    evaluation: an `evaluation.OnlineEvaluation` (kNN and linear-probe scores every N steps),
+      or None.
   """
   _check_settings(precision, negatives, global_batch_size, None, jit_compile)
   name, strategy = strategy, distribute.build_strategy(strategy, tpu_address, devices,
@@ -388,20 +421,31 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
     manager = tf.train.CheckpointManager(checkpoint, out_dir, max_to_keep=keep_checkpoints,
                                          step_counter=step_counter)
     progress = ProgressLine(step_counter, total_steps, global_batch_size, schedule)
-    actions = [StopOnNonFiniteLoss(step_counter, manager), progress,
-               SaveCheckpoints(manager, step_counter, checkpoint_every, total_steps, signals,
-                               lock.heartbeat if lock else None, strategy)]
-    controller = _controller(trainer, strategy, step_counter, manager,
-                             os.path.join(model_dir, "train") if chief else None, actions,
-                             steps_per_loop, checkpoint_every)
+    _start_evaluation(evaluation, strategy, model, frontend, crop_seconds, model_dir, chief,
+                      start_step)
+    controller = _controller(
+        trainer, strategy, step_counter, manager,
+        os.path.join(model_dir, "train") if chief else None,
+        _actions(step_counter, manager, progress, evaluation, total_steps, checkpoint_every,
+                 signals, lock, strategy),
+        steps_per_loop, [checkpoint_every] + ([evaluation.every] if evaluation else []))
     progress.start()
     controller.train(steps=total_steps)
   if not chief and tf.io.gfile.exists(out_dir):
     tf.io.gfile.rmtree(out_dir)
+  return _finish(result, progress, manager, evaluation, per_anchor, model_dir)
+
+
+def _finish(result, progress, manager, evaluation, per_anchor, model_dir):
+  """The closing lines; `result` completed with the last loop's numbers."""
   step, loss, accuracy = progress.history[-1]
   log(f"data: {audio_lib.BAD_FILES.summary()}")
   log(f"done at step {step}: loss {loss:.4f}, contrastive accuracy {accuracy:.3f} "
       f"(chance {1 / per_anchor:.3f}); checkpoints in {model_dir}")
+  if evaluation is not None:
+    result["eval_seconds"] = evaluation.seconds
+    log(f"online evaluation took {evaluation.seconds:.1f} s in all; scores in "
+        f"{os.path.join(model_dir, evaluation_lib.EVAL_CSV)}")
   result.update(step=step, loss=loss, accuracy=accuracy, history=progress.history,
                 checkpoint=manager.latest_checkpoint)
   return result

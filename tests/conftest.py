@@ -48,7 +48,8 @@ def tiny_run(tmp_path_factory):
   args = [sys.executable, "-m", "cola_tf.train", "--gin_file",
           "tiny", "--model_dir", model_dir]
   for p in ("SyntheticSource.num_clips = 64", "train.global_batch_size = 16",
-            "train.total_steps = 6", "build_adamw.warmup_steps = 2", "train.steps_per_loop = 3"):
+            "train.total_steps = 6", "build_adamw.warmup_steps = 2", "train.steps_per_loop = 3",
+            "train.evaluation = None"):
     args += ["--gin_param", p]
   proc = subprocess.run(args, cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
                         timeout=600)
@@ -61,6 +62,19 @@ def subprocess_env():
   env = dict(os.environ)
   env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
   return env
+
+
+def in_fresh_process(module, function, *args):
+  """Runs tests/MODULE.py's FUNCTION(*args) (strings) in a new Python process with this
+  set-up (2 logical CPU devices): collective ops of strategies made earlier in the test
+  process can clash with a new strategy's (same instance keys, other op types)."""
+  code = ("import sys; sys.path.insert(0, sys.argv[1]); import conftest, importlib; "
+          "getattr(importlib.import_module(sys.argv[2]), sys.argv[3])(*sys.argv[4:])")
+  proc = subprocess.run([sys.executable, "-c", code, os.path.join(REPO, "tests"), module,
+                         function, *args], cwd=REPO, env=subprocess_env(), capture_output=True,
+                        text=True, timeout=600)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  return proc.stdout
 
 
 def _tone(freq, seconds, rate=16000):

@@ -274,7 +274,8 @@ def test_train_cli_pretrains_from_each_layout(tmp_path, layout):
   args = [sys.executable, "-m", "cola_tf.train", "--gin_file",
           "tiny", "--model_dir", str(tmp_path / "run")]
   for p in params + ["train.total_steps = 4", "train.global_batch_size = 4",
-                     "build_adamw.warmup_steps = 1", "train.steps_per_loop = 2"]:
+                     "build_adamw.warmup_steps = 1", "train.steps_per_loop = 2",
+                     "train.evaluation = None"]:
     args += ["--gin_param", p]
   proc = subprocess.run(args, cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
                         timeout=600)

@@ -17,7 +17,8 @@ pytestmark = [
                        reason="the experiment's corpus needs espeak-ng (setup.sh)")]
 
 TOY = ["--speakers", "8", "--words", "4", "--takes", "3", "--unlabeled", "12", "--steps", "6",
-       "--seeds", "2", "--probe_epochs", "5", "--ablations"]
+       "--seeds", "2", "--probe_epochs", "5", "--ablations", "--arms", "cola recipe,cola tuned",
+       "--curves", "--curve_steps", "8", "--eval_every", "4"]
 
 
 def test_toy_experiment_writes_results_and_resumes(tmp_path):
@@ -27,36 +28,44 @@ def test_toy_experiment_writes_results_and_resumes(tmp_path):
   first = subprocess.run(cmd, cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
                          timeout=900)
   assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-  for name in ("results.md", "results.csv", "training_curves.png", "probe_accuracy.png"):
+  for name in ("results.md", "results.csv", "training_curves.png", "probe_accuracy.png",
+               "learning_curves.png", "learning_curves.csv"):
     assert os.path.getsize(os.path.join(out, name)) > 100, name
   with open(os.path.join(out, "results.csv")) as f:
     rows = list(csv.DictReader(f))
   groups = {(r["encoder"], r["task"]) for r in rows}
   for group in ("log-mel mean/std", "random init (cola recipe)", "cola recipe",
-                "random init (cola cosine+per-window)", "cola cosine+per-window"):
+                "random init (cola tuned)", "cola tuned"):
     assert {(group, "keyword"), (group, "speaker")} <= groups
   seeds = [r for r in rows if r["encoder"] == "random init (cola recipe)"
            and r["task"] == "keyword" and r["probe"] == "linear_probe"]
   assert sorted(int(r["seed"]) for r in seeds) == [0, 1]
   assert all(0.0 <= float(r["test_top1"]) <= 1.0 for r in rows)
   hear = {r["encoder"] for r in rows if r["probe"] == "heareval"}  # through cola_tf.hear_eval
-  assert hear == {"random init (cola recipe)", "cola recipe", "random init (cola cosine+per-window)",
-                  "cola cosine+per-window"}
+  assert hear == {"random init (cola recipe)", "cola recipe", "random init (cola tuned)",
+                  "cola tuned"}
   with open(os.path.join(out, "results.md")) as f:
     table = f.read()
   assert "| cola recipe |" in table and "keyword (4 words)" in table
   for variant in ("cosine similarity (T = 0.1)", "per-window log-mel normalisation",
                   "no waveform normalisation", "no positive noise", "SpecAugment on both crops",
-                  "SpecAugment fill: the mean, not 0", "2 replicas, global negatives"):
+                  "SpecAugment fill: the mean, not 0", "2 replicas, global negatives",
+                  "statistics pooling (mean + std over time)"):
     assert f"| {variant} |" in table, variant
   run = os.path.join(out, "runs", "ablation_2_replicas_global_negatives")
   with open(os.path.join(run, "operative_config.gin")) as f:
     config = f.read()
   assert "train.cpu_replicas = 2" in config and "train.negatives = 'global'" in config
-  with open(os.path.join(out, "runs", "cola_cosine_per-window_seed0", "operative_config.gin")) as f:
+  with open(os.path.join(out, "runs", "cola_tuned_seed0", "operative_config.gin")) as f:
     config = f.read()
-  assert "ColaModel.similarity = 'cosine'" in config
+  assert "ColaModel.similarity = 'cosine'" in config and "build_encoder.pooling = 'mean_std'" in config
   assert "LogMelFrontend.normalization = 'per_window'" in config
+  # Learning curves: online evaluation at 0, 4 and 8 steps per arm, on both tasks.
+  with open(os.path.join(out, "learning_curves.csv")) as f:
+    curve = list(csv.DictReader(f))
+  assert {(r["arm"], r["step"]) for r in curve} == {(a, s) for a in ("cola recipe", "cola tuned")
+                                                    for s in ("0", "4", "8")}
+  assert {r["task"] for r in curve} == {"keyword", "speaker"}
   # Every stage is on disk: a rerun trains nothing and reports the same numbers.
   again = subprocess.run(cmd, cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
                          timeout=900)

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from cola_tf import encoders
 from cola_tf import model as model_lib
+from conftest import in_fresh_process
 
 
 def _tiny_encoder():
@@ -118,6 +119,10 @@ def test_global_negatives_gather_positives_from_every_replica():
 
 
 def test_a_step_embeds_anchors_and_positives_in_one_batch_with_per_replica_statistics():
+  in_fresh_process("test_model", "one_batch_per_replica_statistics")
+
+
+def one_batch_per_replica_statistics():
   """audax's step: anchors and positives go through the encoder as one batch (they share
   BatchNorm statistics) and each TPU core normalises with its own statistics. A BatchNorm-
   only encoder on 2 replicas, anchors x and positives x + 2, replica 0 at x = 1 and replica 1

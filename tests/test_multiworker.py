@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from cola_tf.data import synthetic
+from cola_tf.probe import eval_sets
 from conftest import REPO, subprocess_env
 
 pytestmark = pytest.mark.slow  # end-to-end runs in subprocesses: `-m "not slow"` skips them
@@ -29,7 +30,10 @@ def _run_workers(tmp_path, cluster, model_dir, total_steps):
   params = ["train.strategy = 'multi_worker_mirrored'", "SyntheticSource.num_clips = 64",
             "train.global_batch_size = 16", f"train.total_steps = {total_steps}",
             "train.steps_per_loop = 3", "train.checkpoint_every = 3",
-            "build_adamw.warmup_steps = 2", "train.negatives = 'global'"]
+            "build_adamw.warmup_steps = 2", "train.negatives = 'global'",
+            # Online evaluation on both workers (collective embedding, the chief scores).
+            "SyntheticEvalSet.identities_per_kind = 3", "SyntheticEvalSet.clips_per_identity = 3",
+            "OnlineEvaluation.linear_epochs = 5"]
   procs = []
   for index in range(2):
     env = subprocess_env()
@@ -52,11 +56,14 @@ def _run_workers(tmp_path, cluster, model_dir, total_steps):
 
 def test_two_workers_train_in_lockstep_and_resume_from_the_chief(tmp_path):
   synthetic.SyntheticSource(num_clips=64)  # generate once, before both workers start
+  eval_sets.SyntheticEvalSet(identities_per_kind=3, clips_per_identity=3)
   cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
   model_dir = str(tmp_path / "mwms")
   outputs = _run_workers(tmp_path, cluster, model_dir, 3)
   assert "2 replica(s), global batch 16 (8 per replica), 15 negatives/anchor" in outputs[0]
   assert "done at step 3" in outputs[0] and "done at step 3" in outputs[1]
+  assert "eval at step 0" in outputs[0] and "eval at step 3" in outputs[0]  # the chief scores
+  assert "eval at step" not in outputs[1]
   # The chief checkpointed into model_dir; the other worker's scratch dir is gone.
   assert os.path.exists(os.path.join(model_dir, "ckpt-3.index"))
   assert not os.path.exists(os.path.join(model_dir, ".workers", "worker_1"))
@@ -65,6 +72,8 @@ def test_two_workers_train_in_lockstep_and_resume_from_the_chief(tmp_path):
   outputs = _run_workers(tmp_path, cluster, model_dir, 6)
   for out in outputs:
     assert "ckpt-3 at step 3" in out and "done at step 6" in out, out[-3000:]
+  with open(os.path.join(model_dir, "eval.csv")) as f:
+    assert [line.split(",")[0] for line in f][1:] == ["0"] * 4 + ["3"] * 4 + ["6"] * 4
   w0, w1 = (np.load(tmp_path / f"weights{i}.npz") for i in range(2))
   assert sorted(w0.files) == sorted(w1.files) and len(w0.files) > 10
   for name in w0.files:
@@ -96,7 +105,7 @@ def test_sigterm_to_one_worker_stops_every_worker_at_the_same_step(tmp_path):
       for p in ("train.strategy = 'multi_worker_mirrored'", "SyntheticSource.num_clips = 64",
                 "train.global_batch_size = 16", f"train.total_steps = {total_steps}",
                 "train.steps_per_loop = 2", "train.checkpoint_every = 1000",
-                "build_adamw.warmup_steps = 2"):
+                "build_adamw.warmup_steps = 2", "train.evaluation = None"):
         args += ["--gin_param", p]
       procs.append(subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True))

@@ -24,13 +24,13 @@ pytestmark = pytest.mark.slow  # end-to-end runs in subprocesses: `-m "not slow"
 TINY = "tiny"
 FAST = ["SyntheticSource.num_clips = 64", "train.global_batch_size = 16",
         "train.steps_per_loop = 2", "train.checkpoint_every = 1000",
-        "build_adamw.warmup_steps = 5"]
+        "build_adamw.warmup_steps = 5", "train.evaluation = None"]
 
 
 def _cli(model_dir, *params, gin_file=TINY):
   args = [sys.executable, "-m", "cola_tf.train", "--gin_file", gin_file, "--model_dir",
           model_dir, "--noexport"]
-  for p in params:
+  for p in ("train.evaluation = None",) + params:  # no online evaluation unless asked
     args += ["--gin_param", p]
   return args
 

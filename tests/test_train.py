@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 from cola_tf import configuration
+from cola_tf import evaluation
 from cola_tf import training as train_lib
 from conftest import REPO, subprocess_env
 
@@ -22,7 +23,10 @@ pytestmark = pytest.mark.slow  # end-to-end runs in subprocesses: `-m "not slow"
 TINY = "tiny"
 FAST = ["SyntheticSource.num_clips = 64", "train.global_batch_size = 16",
         "train.steps_per_loop = 5", "train.checkpoint_every = 10",
-        "build_adamw.warmup_steps = 5"]
+        "build_adamw.warmup_steps = 5", "train.evaluation = None"]
+# tiny.gin's online evaluation on a small labelled set (36 clips, 12 identities).
+SMALL_EVAL = ["train.evaluation = @OnlineEvaluation()", "SyntheticEvalSet.identities_per_kind = 3",
+              "SyntheticEvalSet.clips_per_identity = 3", "OnlineEvaluation.linear_epochs = 5"]
 
 
 def _run_in_process(model_dir, params):
@@ -64,11 +68,26 @@ def test_tiny_gin_end_to_end_learns(tmp_path):
     for event in tf.compat.v1.train.summary_iterator(path):
       tags.update(v.tag for v in event.summary.value)
   assert {"loss", "contrastive_accuracy", "learning_rate", "clips_per_second"} <= tags
+  # Online evaluation: at the start, every 50 steps, in the log, eval.csv and TensorBoard.
+  evals = re.findall(r"eval at step (\d+) \([\d.]+ s\): kind kNN ([\d.]+) linear ([\d.]+) \| "
+                     r"identity kNN ([\d.]+) linear ([\d.]+)", proc.stdout)
+  assert [int(e[0]) for e in evals] == [0, 50, 100, 150, 200], proc.stdout[-3000:]
+  assert re.search(r"step 200/200 .*\| eval kind [\d.]+/[\d.]+ identity [\d.]+/[\d.]+",
+                   proc.stdout)
+  rows = evaluation.read_csv(model_dir)
+  assert len(rows) == 5 * 4 and {r[1] for r in rows} == {"kind", "identity"}
+  eval_tags = set()
+  for path in glob.glob(os.path.join(model_dir, "eval", "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      eval_tags.update(v.tag for v in event.summary.value)
+  assert eval_tags == {f"{t}/{m}" for t in ("kind", "identity") for m in ("knn_top1", "linear_top1")}
+  assert "online evaluation took" in proc.stdout
 
 
 def test_resume_with_a_larger_budget_continues_with_saved_weights_and_state(tmp_path, clean_gin):
+  """...and the online evaluation's curve continues: scores at 0 and 20, then at 30."""
   model_dir = str(tmp_path / "resume")
-  first = _run_in_process(model_dir, ["train.total_steps = 20"])
+  first = _run_in_process(model_dir, ["train.total_steps = 20"] + SMALL_EVAL)
   assert first["step"] == 20 and first["start_step"] == 0
   def values(variables):
     named = {v.name: v.numpy() for v in variables}
@@ -79,7 +98,7 @@ def test_resume_with_a_larger_budget_continues_with_saved_weights_and_state(tmp_
   slots = values(first["optimizer"].variables())
 
   # Same budget again: nothing to train; what is loaded is exactly what was saved.
-  same = _run_in_process(model_dir, ["train.total_steps = 20"])
+  same = _run_in_process(model_dir, ["train.total_steps = 20"] + SMALL_EVAL)
   assert same["start_step"] == 20 and same["history"] == []
   for before, after in ((saved, values(same["model"].weights)),
                         (slots, values(same["optimizer"].variables()))):
@@ -87,8 +106,9 @@ def test_resume_with_a_larger_budget_continues_with_saved_weights_and_state(tmp_
     for name in before:
       np.testing.assert_array_equal(before[name], after[name], err_msg=name)
 
-  longer = _run_in_process(model_dir, ["train.total_steps = 30"])
+  longer = _run_in_process(model_dir, ["train.total_steps = 30"] + SMALL_EVAL)
   assert longer["start_step"] == 20 and longer["step"] == 30
+  assert sorted({r[0] for r in evaluation.read_csv(model_dir)}) == [0, 20, 30]
   assert [h[0] for h in longer["history"]] == [25, 30]
   opt = longer["optimizer"]
   assert int(opt.iterations.numpy()) == 30

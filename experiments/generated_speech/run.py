@@ -1,18 +1,20 @@
 r"""Does COLA pretraining help? A small, reproducible experiment on generated speech.
 
   python experiments/generated_speech/run.py [--out runs/generated_speech] [--steps 300]
-      [--seeds 3] [--ablations] [--no_heareval]
+      [--seeds 3] [--arms A,B] [--ablations] [--curves [--curve_steps 3000]
+      [--eval_every 250]] [--no_heareval]
   (experiments/generated_speech/run.sh runs it after the set-up.)
 
 1. Data: scripts/make_speech_commands_synth.py (espeak-ng speech) writes a Speech Commands
    v0.02-layout corpus (35 words, `--takes` utterances per word and speaker, speaker-
    disjoint splits) and `--unlabeled` multi-second unlabeled clips (phrases, tones, noise).
-2. Pretraining (a small CNN, on the unlabeled clips plus the train split's audio without
-   labels; `--seeds` pretraining seeds each; every run is exported), two arms:
-   `cola recipe` (recipe_arm.gin: the recipe as common.gin defines it: bilinear
-   similarity, L2 waveform normalisation, noise on the positive, no log-mel normalisation)
-   and `cola cosine+per-window` (cosine_per_window_arm.gin: cosine similarity with
-   temperature 0.1 and per-window log-mel normalisation, the first experiment's arm).
+2. Pretraining (on the unlabeled clips plus the train split's audio without labels;
+   `--seeds` pretraining seeds each; every run is exported), three arms:
+   `cola recipe` (recipe_arm.gin: tiny.gin's small CNN with the recipe as common.gin
+   defines it: bilinear similarity, L2 waveform normalisation, noise on the positive, no
+   log-mel normalisation), `cola recipe ConvNeXt-atto` (convnext_arm.gin: the same recipe
+   with the seed rows' encoder family at CPU scale) and `cola tuned` (tuned_arm.gin: cosine
+   similarity, per-window log-mel standardisation and statistics pooling on the small CNN).
 3. Controls: each arm's encoder at random initialisation (`--seeds` seeds, via
    `cola_tf.export --random_init_seed`; its frontend is the arm's) and the log-mel mean/std
    baseline.
@@ -24,9 +26,11 @@ r"""Does COLA pretraining help? A small, reproducible experiment on generated sp
    embeddings -> predictions runners) on the first seed of each arm and of random init.
 5. With --ablations (about 2.5 minutes per variant more), on `cola recipe` (one seed each):
    one gin file per variant in ablations/ (its `# ablation:` line names it), parsed after
-   the arm's: cosine similarity; per-window log-mel normalisation; no waveform
-   normalisation; no positive noise; SpecAugment on both crops; SpecAugment masks filled
-   with the mean; 2 CPU replicas with global negatives.
+   the arm's.
+6. With --curves, each arm also pretrains once for --curve_steps with the trainer's online
+   evaluation every --eval_every steps on the keyword and speaker tasks (curves.py):
+   OUT/learning_curves.png and .csv, with the log-mel baseline and each arm's random init
+   drawn as levels.
 
 Writes OUT/results.csv and OUT/results.md (mean, std and every seed), OUT/training_curves.png
 (loss and contrastive accuracy over steps) and OUT/probe_accuracy.png. Every stage is kept
@@ -53,12 +57,15 @@ from cola_tf.probe import speech_commands
 from cola_tf.probe import protocol
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import curves  # noqa: E402  (beside this file)
 # The espeak-ng corpus generator lives with the project's scripts (tests use it too).
 GENERATOR = os.path.join(HERE, "..", "..", "scripts", "make_speech_commands_synth.py")
 TASKS = ("keyword", "speaker")
-ARMS = {  # name -> gin file; both pretrain on the unlabeled clips + the train split's audio
+ARMS = {  # name -> gin file; all pretrain on the unlabeled clips + the train split's audio
     "cola recipe": os.path.join(HERE, "recipe_arm.gin"),
-    "cola cosine+per-window": os.path.join(HERE, "cosine_per_window_arm.gin"),
+    "cola recipe ConvNeXt-atto": os.path.join(HERE, "convnext_arm.gin"),
+    "cola tuned": os.path.join(HERE, "tuned_arm.gin"),
 }
 ABLATION_ARM = "cola recipe"
 # The probe's optimiser for a corpus of a few thousand clips (the seed's batch 512 x 50
@@ -150,7 +157,7 @@ def write_manifest(data):
   return path
 
 
-def pretrain(out, name, gin_files, manifest, seed, steps):
+def pretrain(out, name, gin_files, manifest, seed, steps, extra_params=()):
   """Trains (or resumes) one run and exports it; returns its model_dir."""
   model_dir = os.path.join(out, "runs", slug(name))
   export_dir = os.path.join(model_dir, "export")
@@ -161,7 +168,8 @@ def pretrain(out, name, gin_files, manifest, seed, steps):
   log(f"pretrain {name}: {steps} steps -> {model_dir}")
   started = time.time()
   params = [f"MANIFEST = '{manifest}'", f"train.seed = {seed}", f"train.total_steps = {steps}",
-            f"build_adamw.warmup_steps = {steps // 6}"]  # warmup: 1/6, as in the gin
+            f"build_adamw.warmup_steps = {steps // 6}",  # warmup: 1/6, as in the gin
+            *extra_params]
   args = [sys.executable, "-m", "cola_tf.train", "--model_dir", model_dir]
   for gin_file in gin_files:
     args += ["--gin_file", gin_file]
@@ -384,8 +392,19 @@ def main(argv=None):
   p.add_argument("--seeds", type=int, default=3, help="pretraining / random-init seeds")
   p.add_argument("--probe_epochs", type=int, default=PROBE_SETTINGS["epochs"])
   p.add_argument("--ablations", action="store_true", help="also run the ablations")
+  p.add_argument("--curves", action="store_true",
+                 help="also pretrain each arm once for --curve_steps with online evaluation "
+                      "every --eval_every steps: learning_curves.png / .csv")
+  p.add_argument("--curve_steps", type=int, default=3000)
+  p.add_argument("--arms", default=",".join(ARMS),
+                 help=f"comma-separated subset of the arms ({', '.join(ARMS)})")
+  p.add_argument("--eval_every", type=int, default=250)
   p.add_argument("--no_heareval", action="store_true")
   a = p.parse_args(argv)
+  unknown = [n for n in a.arms.split(",") if n not in ARMS]
+  if unknown:
+    p.error(f"--arms: unknown {unknown}; choose from {list(ARMS)}")
+  arms = {n: ARMS[n] for n in a.arms.split(",")}
   started = time.time()
   out = os.path.abspath(a.out)
   os.makedirs(out, exist_ok=True)
@@ -393,8 +412,15 @@ def main(argv=None):
   manifest = write_manifest(data)
   settings = fit.ProbeSettings(**{**PROBE_SETTINGS, "epochs": a.probe_epochs})
 
+  if a.curves:
+    curve_runs = [(arm, pretrain(out, f"{arm} curve", [gin_file], manifest, 0, a.curve_steps,
+                                 curves.eval_params(data, a.eval_every)))
+                  for arm, gin_file in arms.items()]
+    curves.write(out, curve_runs, curves.logmel_levels(data))
+    log(f"learning curves: {out}/learning_curves.png, learning_curves.csv")
+
   runs, encoders = [], [("log-mel mean/std", None)]
-  for arm, gin_file in ARMS.items():
+  for arm, gin_file in arms.items():
     arm_runs = []
     for seed in range(a.seeds):
       model_dir = pretrain(out, f"{arm} seed{seed}", [gin_file], manifest, seed, a.steps)
@@ -414,7 +440,7 @@ def main(argv=None):
   probes = probe_all(out, data, encoders, settings)
   rows = [(group_of(n), seed_of(n), t, acc) for (n, t), acc in probes.items()]
   if not a.no_heareval:
-    firsts = {f"{arm} seed0" for arm in ARMS} | {f"{random_group(arm)} seed0" for arm in ARMS}
+    firsts = {f"{arm} seed0" for arm in arms} | {f"{random_group(arm)} seed0" for arm in arms}
     for name, acc in heareval_all(out, data, [(n, e) for n, e in encoders
                                               if n in firsts]).items():
       rows.append((group_of(name), seed_of(name), "heareval:keyword", acc))
@@ -434,7 +460,7 @@ def main(argv=None):
     for (name, task), acc in probe_all(out, data, ablation_encoders, settings).items():
       ablation_rows.append((name.split(" ", 1)[1], 0, task, acc))
 
-  groups = ["log-mel mean/std"] + [g for arm in ARMS for g in (random_group(arm), arm)]
+  groups = ["log-mel mean/std"] + [g for arm in arms for g in (random_group(arm), arm)]
   words = len(speech_commands.keyword_task(os.path.join(data, "speech_commands"))[0])
   speakers = len(speech_commands.speaker_task(os.path.join(data, "speech_commands"))[0])
   write_outputs(out, rows, runs, groups, ablation_rows, words, speakers)
