@@ -7,8 +7,11 @@ setup(
     description="COLA contrastive audio pretraining (TF2, tf_keras, gin, tf.distribute) "
                 "with a HEAR-API module",
     python_requires=">=3.10,<3.13",
-    packages=find_packages(include=["cola_tf", "cola_tf.*", "hear_module", "hear_module.*"]),
-    package_data={"cola_tf": ["gin/*/*.gin"]},  # shipped configs, found by name
+    packages=find_packages(include=["cola_tf", "cola_tf.*", "hear_module", "hear_module.*"])
+    + ["cola_tf.gin"],
+    # The checkout's top-level gin/ ships as cola_tf/gin/ (configs found by name).
+    package_dir={"cola_tf.gin": "gin"},
+    package_data={"cola_tf.gin": ["*.gin", "*/*.gin"]},
     install_requires=[
         "tensorflow==2.20.*",
         "tf-keras~=2.20.0",

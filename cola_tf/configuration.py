@@ -1,14 +1,15 @@
 """Gin configuration: finding config files, parsing (operative config first on resume), and
 derived shapes.
 
-The shipped configs live in the package, by concern (`cola_tf/gin/`):
+The shipped configs live in the checkout's top-level `gin/`, by concern, and ship inside the
+wheel as `cola_tf/gin/` (setup.py maps the one to the other):
+  tiny.gin                 the CPU smoke run on the embedded synthetic corpus
   recipe/common.gin        audax's COLA recipe shared by every run (docs/recipe.md)
   schedules/recipe_tpu.gin the seed schedule: 8 x 256 on TPU, 50 epochs, warmup + cosine
   encoders/*.gin           the seed rows: efficientnet_b0, convnext_tiny, convnext_large
-  runs/tiny.gin            the CPU smoke run on the embedded synthetic corpus
-`--gin_file` takes a path, or a shipped config's name from any working directory: `tiny`,
-`tiny.gin`, or the checkout-era `gin/tiny.gin` (when no such file exists, the name is looked
-up in the package). `include` lines find shipped configs by name too.
+`--gin_file` takes a path (`gin/tiny.gin` in the checkout), or a shipped config's name from
+any working directory: `tiny`, `tiny.gin`, `gin/tiny.gin` (when no such file exists, the
+name is looked up among the shipped configs). `include` lines find shipped configs by name.
 """
 import glob
 import logging
@@ -37,12 +38,18 @@ logging.getLogger().addFilter(_QuietGinResourceProbe())
 gin.config.register_file_reader(tf.io.gfile.GFile, tf.io.gfile.exists)
 
 
-PACKAGED_GIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gin")
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+# Installed from a wheel: cola_tf/gin/; a checkout (or an editable install of one): gin/
+# beside the package. Exactly one of them exists.
+PACKAGED_GIN = next((d for d in (os.path.join(_PACKAGE, "gin"),
+                                 os.path.join(os.path.dirname(_PACKAGE), "gin"))
+                     if os.path.isdir(d)), os.path.join(_PACKAGE, "gin"))
 
 
 def packaged_configs():
-  """{file name: path} of the gin files shipped in the package."""
-  paths = sorted(glob.glob(os.path.join(PACKAGED_GIN, "*", "*.gin")))
+  """{file name: path} of the shipped gin files (gin/*.gin and gin/*/*.gin)."""
+  paths = sorted(glob.glob(os.path.join(PACKAGED_GIN, "*.gin"))
+                 + glob.glob(os.path.join(PACKAGED_GIN, "*", "*.gin")))
   return {os.path.basename(p): p for p in paths}
 
 
@@ -79,6 +86,22 @@ def parse_gin(gin_files=(), gin_params=(), model_dir=None):
   _add_search_paths(configs)
   gin.parse_config_files_and_bindings(configs, gin_params, skip_unknown=False)
   return configs
+
+
+def configured_source(gin_files, gin_params):
+  """The source the trainer would read with these configs (`train.source`), built."""
+  from cola_tf import training  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+  gin.clear_config()
+  parse_gin(gin_files, gin_params)
+  try:
+    reference = gin.query_parameter("train.source")
+  except ValueError:
+    raise ValueError(f"no train.source in {', '.join(gin_files)}: bind one, e.g. --gin_param "
+                     "\"train.source = @FolderSource()\"") from None
+  if not isinstance(reference, gin.config.ConfigurableReference):
+    raise ValueError(f"train.source must name a source (train.source = @FolderSource()), got "
+                     f"{reference!r}")
+  return reference.scoped_configurable_fn()
 
 
 def model_input_shape(frontend, crop_seconds):

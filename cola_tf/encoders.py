@@ -28,6 +28,10 @@
   precision audax's ConvNeXt ran with `half_precision` (its block's `dtype = jnp.float32`
   is a class attribute, not a flax field, so the model's bfloat16 never reaches it).
 """
+import dataclasses
+import functools
+from typing import Callable
+
 import gin
 import numpy as np
 import tensorflow as tf
@@ -118,7 +122,7 @@ class StatisticsPooling(layers.Layer):
     return tf.cast(tf.concat([mean, tf.sqrt(variance + 1e-5)], axis=-1), self.compute_dtype)
 
 
-def _pool(x, pooling, name, dtype=None):
+def pool(x, pooling, name, dtype=None):
   """'max' or 'mean' over time and frequency, or 'mean_std' (`StatisticsPooling`: twice the
   channels)."""
   if pooling not in POOLINGS:
@@ -130,8 +134,9 @@ def _pool(x, pooling, name, dtype=None):
   return layers.GlobalAveragePooling2D(name=name, dtype=dtype)(x)
 
 
-def _as_image(input_shape):
-  """Any number of frames: training crops (100) and whole probe clips (104) share weights."""
+def log_mel_input(input_shape):
+  """(Keras input [batch, frames, mels], the same as an image [batch, frames, mels, 1]):
+  any number of frames, so training crops (100) and whole probe clips (104) share weights."""
   mels = int(input_shape[-1])
   inputs = layers.Input(shape=(None, mels), name="log_mel")
   return inputs, layers.Reshape((-1, mels, 1), name="add_channel")(inputs)
@@ -140,7 +145,7 @@ def _as_image(input_shape):
 def small_cnn(input_shape, pooling="max", channels=(24, 48, 96, 192), drop_path_rate=0.0):
   """A stride-2 Conv3x3 stem, then stages of MaxPool -> Conv3x3-BN-ReLU -> residual 1x1
   conv branch with DropPath. ~180 pairs/s for a COLA step at batch 64 on 2 CPU cores."""
-  inputs, x = _as_image(input_shape)
+  inputs, x = log_mel_input(input_shape)
   rates = np.linspace(0.0, drop_path_rate, len(channels))
   for i, ch in enumerate(channels):
     if i > 0:
@@ -154,7 +159,7 @@ def small_cnn(input_shape, pooling="max", channels=(24, 48, 96, 192), drop_path_
       y = layers.BatchNormalization(name=f"block{i}_mix_bn")(y)
       y = DropPath(rates[i], name=f"block{i}_drop_path")(y)
       x = layers.ReLU(name=f"block{i}_relu2")(layers.Add(name=f"block{i}_add")([x, y]))
-  features = _pool(x, pooling, "pool")
+  features = pool(x, pooling, "pool")
   return tf_keras.Model(inputs, features, name="small_cnn")
 
 
@@ -195,19 +200,22 @@ def _rebuilt_efficientnet(backbone, style):
   return tf_keras.models.clone_model(backbone, clone_function=clone)
 
 
-def efficientnet(variant, input_shape, pooling="max", drop_path_rate=0.2, style="audax"):
-  """keras.applications EfficientNet on 1-channel log-mel, random init; returns features."""
+def efficientnet(variant, input_shape, pooling="max", drop_path_rate=0.2, style="audax",
+                 blocks_args=None):
+  """keras.applications EfficientNet on 1-channel log-mel, random init; returns features.
+  `blocks_args` replaces the variant's blocks (keras.applications' format; tests use it)."""
   _check_style(style)
   builder = getattr(tf_keras.applications, _EFFICIENTNETS[variant])
   backbone = builder(include_top=False, weights=None, input_shape=(None, input_shape[-1], 1),
-                     pooling=None, drop_connect_rate=drop_path_rate)
+                     pooling=None, drop_connect_rate=drop_path_rate,
+                     **({"blocks_args": blocks_args} if blocks_args else {}))
   backbone = _rebuilt_efficientnet(backbone, style)
   rescalings = [l for l in backbone.layers if isinstance(l, layers.Rescaling)]
   if len(rescalings) != 1:
     raise RuntimeError(f"expected one Rescaling layer in {variant}, found {len(rescalings)}")
   rescalings[0].scale = 1.0  # log-mel input, not uint8 pixels (see module docstring)
-  inputs, x = _as_image(input_shape)
-  features = _pool(backbone(x), pooling, "pool")
+  inputs, x = log_mel_input(input_shape)
+  features = pool(backbone(x), pooling, "pool")
   return tf_keras.Model(inputs, features, name=variant)
 
 
@@ -262,22 +270,24 @@ def _convnext_block(x, name, dim, drop_rate, style, options):
 
 def convnext(variant, input_shape, pooling="mean", drop_path_rate=0.0,
              layer_scale_init_value=1e-6, depthwise_impl="depthwise", features_layernorm=False,
-             style="audax", float32_blocks=False):
+             style="audax", float32_blocks=False, depths=None, dims=None):
   """ConvNeXt as keras.applications builds it (include_top=False), with a working DropPath.
 
   Feature = pool(last stage), as audax's encoder (num_classes=None) gives it;
   `features_layernorm=True` adds the LayerNorm after pooling that keras.applications has.
   `depthwise_impl='grouped'` reproduces the slow grouped Conv2D (for comparison only).
-  `style` and `float32_blocks`: see the module docstring.
+  `style` and `float32_blocks`: see the module docstring. `depths` / `dims` replace the
+  variant's (tests build small ones).
   """
   if depthwise_impl not in DEPTHWISE_IMPLS:
     raise ValueError(f"depthwise_impl must be one of {DEPTHWISE_IMPLS}, got {depthwise_impl!r}")
   _check_style(style)
-  depths, dims = CONVNEXT_CONFIGS[variant]
+  depths = depths or CONVNEXT_CONFIGS[variant][0]
+  dims = dims or CONVNEXT_CONFIGS[variant][1]
   conv_init, _ = _convnext_layer_kwargs(style)
   options = dict(layer_scale_init_value=layer_scale_init_value, depthwise_impl=depthwise_impl,
                  block_dtype="float32" if float32_blocks else None)
-  inputs, x = _as_image(input_shape)
+  inputs, x = log_mel_input(input_shape)
   rates = np.linspace(0.0, drop_path_rate, sum(depths))
   block = 0
   for stage, (depth, dim) in enumerate(zip(depths, dims)):
@@ -293,7 +303,7 @@ def convnext(variant, input_shape, pooling="mean", drop_path_rate=0.0,
       x = _convnext_block(x, f"{variant}_stage_{stage}_block_{j}", dim, rates[block], style,
                           options)
       block += 1
-  features = _pool(x, pooling, "pool", dtype=options["block_dtype"])
+  features = pool(x, pooling, "pool", dtype=options["block_dtype"])
   if features_layernorm:
     features = layers.LayerNormalization(epsilon=1e-6,
                                          name=f"{variant}_features_layernorm")(features)
@@ -325,26 +335,67 @@ def convnext_weights_to_keras(model, keras_model):
   keras_model.set_weights(_convert_depthwise(model.get_weights(), keras_model))
 
 
-ENCODERS = ("small_cnn",) + tuple(_EFFICIENTNETS) + tuple(CONVNEXT_CONFIGS)
+@dataclasses.dataclass(frozen=True)
+class EncoderEntry:
+  """A registered encoder: `builder(input_shape, pooling=..., drop_path_rate=..., **options)`
+  returns a tf_keras.Model named as its registry key; `small` holds options that build a
+  small version of it (the tests build every entry so)."""
+  builder: Callable
+  small: dict
+  module: str
+
+
+ENCODERS = {}  # name -> EncoderEntry: the one list of encoders
+
+
+def register_encoder(name, builder, small=None):
+  """Adds an encoder to the registry (see EncoderEntry); names are unique."""
+  if name in ENCODERS:
+    raise ValueError(f"register_encoder: {name!r} is registered already")
+  ENCODERS[name] = EncoderEntry(builder, dict(small or {}),
+                                getattr(builder, "__module__", None) or __name__)
+
+
+def _variant(builder, variant):
+  built = functools.partial(builder, variant)
+  built.__module__ = builder.__module__
+  return built
+
+
+# A small EfficientNet for the tests: the stem, one plain and one strided, repeated block.
+SMALL_EFFICIENTNET_BLOCKS = (
+    {"kernel_size": 3, "repeats": 1, "filters_in": 32, "filters_out": 16, "expand_ratio": 1,
+     "id_skip": True, "strides": 1, "se_ratio": 0.25},
+    {"kernel_size": 3, "repeats": 2, "filters_in": 16, "filters_out": 24, "expand_ratio": 2,
+     "id_skip": True, "strides": 2, "se_ratio": 0.25})
+register_encoder("small_cnn", small_cnn, small={"channels": (4, 8)})
+for _name in _EFFICIENTNETS:
+  register_encoder(_name, _variant(efficientnet, _name),
+                   small={"blocks_args": [dict(b) for b in SMALL_EFFICIENTNET_BLOCKS]})
+for _name in CONVNEXT_CONFIGS:
+  register_encoder(_name, _variant(convnext, _name),
+                   small={"depths": (1, 1, 1, 1), "dims": (8, 16, 24, 32)})
 
 
 @gin.configurable(denylist=["input_shape"])
 def build_encoder(name="small_cnn", input_shape=(100, 64), pooling="max", drop_path_rate=0.0,
                   **kwargs):
-  """Builds the encoder called `name`: [batch, frames, mels] -> [batch, features]. The
-  encoder takes any number of frames (input_shape[0] is the training crop's, for reference).
+  """Builds the registered encoder called `name` (`ENCODERS`): [batch, frames, mels] ->
+  [batch, features]. The encoder takes any number of frames (input_shape[0] is the training
+  crop's, for reference).
 
   `drop_path_rate` is the stochastic-depth rate (EfficientNet's drop_connect_rate, ConvNeXt's
-  and small_cnn's DropPath); it is applied in training and off at inference. EfficientNet
-  and ConvNeXt take `style` ('audax', the default, or 'keras'; see the module docstring).
+  and small_cnn's DropPath); it is applied in training and off at inference. Other keyword
+  arguments go to the builder (EfficientNet and ConvNeXt take `style`, 'audax' by default,
+  or 'keras'; see the module docstring).
   """
+  if name not in ENCODERS:
+    raise ValueError(f"build_encoder: unknown encoder {name!r}; choose one of "
+                     f"{', '.join(ENCODERS)}")
   input_shape = tuple(int(d) for d in input_shape)
-  if name == "small_cnn":
-    return small_cnn(input_shape, pooling=pooling, drop_path_rate=drop_path_rate, **kwargs)
-  if name in _EFFICIENTNETS:
-    return efficientnet(name, input_shape, pooling=pooling, drop_path_rate=drop_path_rate,
-                        **kwargs)
-  if name in CONVNEXT_CONFIGS:
-    return convnext(name, input_shape, pooling=pooling, drop_path_rate=drop_path_rate,
-                    **kwargs)
-  raise ValueError(f"build_encoder: unknown encoder {name!r}; choose one of {ENCODERS}")
+  model = ENCODERS[name].builder(input_shape, pooling=pooling, drop_path_rate=drop_path_rate,
+                                 **kwargs)
+  if model.name != name:  # exports record it; heareval's result folders are keyed by it
+    raise ValueError(f"build_encoder: the builder of {name!r} returned a model named "
+                     f"{model.name!r}; name it as its registry key")
+  return model

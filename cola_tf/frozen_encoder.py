@@ -97,6 +97,9 @@ class FrozenEncoder(tf.Module):
     # its best epoch's values.
     self.encoder_state = list(encoder.non_trainable_variables)
 
+  def frontend_params(self):
+    return self._frontend.params()
+
   def _shared_stft_applies(self):
     """Whether windows can take their interior frames from one STFT of the clip: window
     starts on the frontend's frame grid and windows with interior frames."""
@@ -298,19 +301,30 @@ def load_trained(model_dir, checkpoint=None, random_init_seed=None):
 
 
 def export(model_dir, output, checkpoint=None, chunk_windows=256, random_init_seed=None):
-  """Writes the SavedModel and its metadata to `output`; returns the metadata.
-
-  Local folders are replaced atomically (written beside, then renamed). Object stores
-  (gs://, any '://' path) cannot rename folders, so there the SavedModel is written in place
-  and `cola_metadata.json` last: an export without it is incomplete, and every reader
-  (hear_module, the linear probe) refuses it.
-  """
+  """Writes the SavedModel of a training run (its latest or a given checkpoint, or a seeded
+  random init) and its metadata to `output`; returns the metadata."""
   if checkpoint and random_init_seed is not None:
     raise ValueError("export: give a checkpoint or a random_init_seed, not both")
   frontend, model, window_samples, step, path = load_trained(model_dir, checkpoint,
                                                              random_init_seed)
   config = gin.config_str()
   module = FrozenEncoder(frontend, model.encoder, window_samples, chunk_windows)
+  return save(module, output, {
+      "training_positive_noise_stddev": _bound("pair_dataset.positive_noise_stddev",
+                                             pipeline.POSITIVE_NOISE_STDDEV),
+      "training_step": step, "checkpoint": path,
+      "gin_config_sha1": hashlib.sha1(config.encode()).hexdigest()})
+
+
+def save(module, output, run_metadata=None):
+  """Writes a FrozenEncoder as a SavedModel with its metadata (`run_metadata`: what the
+  training run adds) to `output`; returns the metadata.
+
+  Local folders are replaced atomically (written beside, then renamed). Object stores
+  (gs://, any '://' path) cannot rename folders, so there the SavedModel is written in place
+  and `cola_metadata.json` last: an export without it is incomplete, and every reader
+  (hear_module, the linear probe) refuses it.
+  """
   in_place = files.is_url(output)
   target = output if in_place else output.rstrip("/") + ".tmp-export"
   if tf.io.gfile.exists(target):
@@ -327,19 +341,16 @@ def export(model_dir, output, checkpoint=None, chunk_windows=256, random_init_se
       "embedding_size": module.embedding_size,
       "scene_embedding_size": module.embedding_size,
       "timestamp_embedding_size": module.embedding_size,
-      "window_samples": window_samples,
+      "window_samples": module.window_samples,
       "timestamp_hop_ms": TIMESTAMP_HOP_MS,
       "scene_hop_ms": SCENE_HOP_MS,
       "scene_pooling": "mean over 0.96 s windows within the clip, starting every 0.48 s, "
                        "the last ending at the clip's end",
-      "frontend": frontend.params(),
-      "training_positive_noise_stddev": _bound("pair_dataset.positive_noise_stddev",
-                                             pipeline.POSITIVE_NOISE_STDDEV),
-      "encoder": model.encoder.name,
-      "training_step": step,
-      "checkpoint": path,
-      "gin_config_sha1": hashlib.sha1(config.encode()).hexdigest(),
-      "weights_sha256": export_metadata.weights_sha256(model.encoder.weights),
+      "frontend": module.frontend_params(),
+      "encoder": module.encoder.name,
+      "training_step": -1, "checkpoint": None,
+      **(run_metadata or {}),
+      "weights_sha256": export_metadata.weights_sha256(module.encoder.weights),
   }
   export_metadata.write(target, metadata)
   if not in_place:

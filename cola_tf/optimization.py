@@ -31,11 +31,7 @@ def build_adamw(total_steps, steps_per_epoch, learning_rate=1e-3, reference_batc
     if not global_batch_size:
       raise ValueError("build_adamw: reference_batch_size needs global_batch_size")
     peak *= global_batch_size / float(reference_batch_size)
-  if warmup_steps is None:
-    warmup_steps = int(round((warmup_epochs or 0.0) * steps_per_epoch))
-  if not 0 <= warmup_steps < total_steps:
-    raise ValueError(f"build_adamw: warmup_steps {warmup_steps} must be in [0, "
-                     f"total_steps={total_steps})")
+  warmup_steps = _warmup(total_steps, steps_per_epoch, warmup_epochs, warmup_steps)
   config = {
       "optimizer": {"type": "adamw", "adamw": {
           "weight_decay_rate": float(weight_decay),
@@ -53,6 +49,23 @@ def build_adamw(total_steps, steps_per_epoch, learning_rate=1e-3, reference_batc
       optimization_config.OptimizationConfig(config))
   schedule = factory.build_learning_rate()
   return factory.build_optimizer(schedule), schedule
+
+
+def _warmup(total_steps, steps_per_epoch, warmup_epochs, warmup_steps):
+  """Warmup steps from steps or epochs; a warmup as long as the run (a short smoke run of a
+  config made for a longer one) becomes a tenth of the run, with a line saying so."""
+  if total_steps < 1:
+    raise ValueError(f"build_adamw: total_steps must be >= 1, got {total_steps}")
+  if warmup_steps is None:
+    warmup_steps = int(round((warmup_epochs or 0.0) * steps_per_epoch))
+  if warmup_steps < 0:
+    raise ValueError(f"build_adamw: warmup_steps must be >= 0, got {warmup_steps}")
+  if warmup_steps >= total_steps:
+    clamped = total_steps // 10
+    logs.log(f"note: the warmup ({warmup_steps} steps) is not shorter than the run "
+             f"({total_steps} steps): warming up over {clamped} steps, a tenth of the run")
+    warmup_steps = clamped
+  return warmup_steps
 
 
 def _renamed_reference_batch(reference_batch_size, batch_size_scaling):

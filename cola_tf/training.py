@@ -37,7 +37,7 @@ from cola_tf import preemption
 from cola_tf import workdir_lock
 from cola_tf.data import audio as audio_lib
 from cola_tf.data import pipeline
-from cola_tf.data import sources  # noqa: F401  pylint: disable=unused-import
+from cola_tf.data import sources
 from cola_tf.data import synthetic  # noqa: F401  pylint: disable=unused-import
 
 PRECISIONS = (None, "float32", "mixed_bfloat16")
@@ -245,6 +245,9 @@ def _check_settings(precision, negatives, global_batch_size, replicas, jit_compi
 
 def _budget(source, global_batch_size, epochs, total_steps, steps_per_epoch):
   """(steps_per_epoch, total_steps), after checking the corpus against the batch."""
+  if not isinstance(source, sources.Source):
+    raise ValueError(f"train.source must be a registered source ({', '.join(sources.SOURCES)}),"
+                     f" got {type(source).__name__}")
   audio_lib.BAD_FILES.reset()
   pipeline.check_usable(source, frontend_lib.LogMelFrontend().sample_rate)
   if global_batch_size > len(source):
@@ -279,7 +282,7 @@ def _describe(strategy_name, strategy, global_batch_size, negatives, source, ste
   per_anchor = (global_batch_size if negatives == "global" else global_batch_size // replicas)
   log(f"strategy {strategy_name}: {replicas} replica(s), global batch {global_batch_size} "
       f"({global_batch_size // replicas} per replica), {per_anchor - 1} negatives/anchor")
-  log(f"data: {source.describe() if hasattr(source, 'describe') else source}; "
+  log(f"data: {source.describe()}; "
       f"{steps_per_epoch} steps/epoch; input {input_shape[0]}x{input_shape[1]} log-mel")
   log(f"model: {model.encoder.name} ({model.count_params():,} parameters), "
       f"{model.similarity} similarity, precision {precision or 'float32'}")

@@ -127,3 +127,22 @@ def test_the_length_check_counts_code_not_docstrings():
   assert _code_lines(parsed("def f():\n" + body)) == 62  # caught: over 60
   doc = '  """' + "doc\n" * 30 + '  """\n'
   assert _code_lines(parsed("def g():\n" + doc + "  return 1\n")) == 2
+
+
+def _names_in_table(heading):
+  """The backticked first-column names of the docs/architecture.md table after `heading`."""
+  with open(os.path.join(REPO, "docs", "architecture.md")) as f:
+    text = f.read()
+  rows = text.split(heading, 1)[1].split("\n\n", 1)[0].splitlines()[2:]
+  return {r.split("|")[1].strip().strip("`") for r in rows}
+
+
+def test_the_registries_are_listed_once_in_the_docs():
+  """Every encoder and source registered by cola_tf (not by tests) is in the docs tables,
+  and the tables name nothing else."""
+  from cola_tf import encoders  # pylint: disable=import-outside-toplevel
+  from cola_tf.data import sources  # pylint: disable=import-outside-toplevel
+  ours = {n for n, e in encoders.ENCODERS.items() if e.module.startswith("cola_tf")}
+  assert _names_in_table("| encoder | what |") == ours
+  registered = {n for n, c in sources.SOURCES.items() if c.__module__.startswith("cola_tf")}
+  assert _names_in_table("| source | what |") == registered

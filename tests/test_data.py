@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import gin
 import numpy as np
 import pytest
 import soundfile as sf
@@ -255,35 +256,87 @@ def test_tfds_source_never_downloads_unasked_and_reads_prepared_data(tmp_path):
     assert float(tf.reduce_max(tf.abs(clip))) <= 1.0
 
 
-@pytest.mark.parametrize("layout", ["folder", "manifest", "tfrecord", "speech_commands"])
-def test_train_cli_pretrains_from_each_layout(tmp_path, layout):
-  lengths = _write_corpus(str(tmp_path / "audio"), n=8)
+@gin.configurable
+class ToneSource(sources.Source):
+  """A throwaway source that exists only in this test module, registered through the
+  registry alone: the tests over every registered source run on it too."""
+
+  def __init__(self, num_clips=8):
+    self.num_clips = num_clips
+
+  def __len__(self):
+    return self.num_clips
+
+  def clips(self, sample_rate, num_shards=1, shard_index=0, seed=0, shuffle=True,
+            deterministic=False, native_only=False, max_seconds=None):
+    tones = np.stack([_tone(200 + 40 * i, 2.0, sample_rate) for i in range(self.num_clips)])
+    names = [f"tone{i}" for i in range(self.num_clips)]
+    ds = tf.data.Dataset.from_tensor_slices((tones, names, [2.0] * self.num_clips))
+    return ds.shard(num_shards, shard_index)
+
+
+sources.register_source(ToneSource)
+
+
+def _layout(name, tmp_path):
+  """gin bindings that make `train.source` the registered source `name` on a corpus written
+  here; every registered source needs an entry (a new source: add its layout)."""
+  root = str(tmp_path)
+  lengths = _write_corpus(os.path.join(root, "audio"), n=8)
   _manifest(tmp_path / "m.csv", [(p, "", "") for p in sorted(lengths)])
-  if layout == "folder":
-    params = ["train.source = @FolderSource()", f"FolderSource.root = '{tmp_path}/audio'"]
-  elif layout == "manifest":
-    params = ["train.source = @ManifestSource()", f"ManifestSource.manifest = '{tmp_path}/m.csv'"]
-  elif layout == "tfrecord":
-    tfrecord_writer.make_tfrecords(str(tmp_path / "m.csv"), str(tmp_path / "rec"), 2, workers=1)
-    params = ["train.source = @TFRecordSource()",
-              f"TFRecordSource.pattern = '{tmp_path}/rec/shard-*.tfrecord'"]
-  else:
-    make_speech_commands_tree(str(tmp_path / "sc"))
-    params = ["train.source = @SpeechCommandsSource()",
-              f"SpeechCommandsSource.root = '{tmp_path}/sc'", "SpeechCommandsSource.split = 'train'"]
-  args = [sys.executable, "-m", "cola_tf.train", "--gin_file",
-          "tiny", "--model_dir", str(tmp_path / "run")]
-  for p in params + ["train.total_steps = 4", "train.global_batch_size = 4",
-                     "build_adamw.warmup_steps = 1", "train.steps_per_loop = 2",
-                     "train.evaluation = None"]:
-    args += ["--gin_param", p]
-  proc = subprocess.run(args, cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
-                        timeout=600)
+  if name == "TFRecordSource":
+    tfrecord_writer.make_tfrecords(str(tmp_path / "m.csv"), os.path.join(root, "rec"), 2,
+                                   workers=1)
+  if name == "SpeechCommandsSource":
+    make_speech_commands_tree(os.path.join(root, "sc"))
+  return {
+      "FolderSource": [f"FolderSource.root = '{root}/audio'"],
+      "ManifestSource": [f"ManifestSource.manifest = '{root}/m.csv'"],
+      "TFRecordSource": [f"TFRecordSource.pattern = '{root}/rec/shard-*.tfrecord'"],
+      "SpeechCommandsSource": [f"SpeechCommandsSource.root = '{root}/sc'"],
+      "SyntheticSource": ["SyntheticSource.num_clips = 8", "SyntheticSource.seconds = 2.0",
+                          f"SyntheticSource.cache_dir = '{root}/cache'"],
+      "TFDSSource": ["TFDSSource.name = 'speech_commands'", "TFDSSource.download = True",
+                     f"TFDSSource.data_dir = '{root}/tfds'"],  # mock data: no network
+      "ToneSource": [],
+  }[name] + [f"train.source = @{name}()"]
+
+
+@pytest.mark.parametrize("name", list(sources.SOURCES))
+def test_pretrains_from_every_registered_source(name, tmp_path, clean_gin):
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  from cola_tf import configuration  # pylint: disable=import-outside-toplevel
+  from cola_tf import training  # pylint: disable=import-outside-toplevel
+  configuration.parse_gin(["tiny"], _layout(name, tmp_path) + [
+      "train.total_steps = 4", "train.global_batch_size = 4", "build_adamw.warmup_steps = 1",
+      "train.steps_per_loop = 2", "train.evaluation = None"], None)
+  with tfds.testing.mock_data(num_examples=8):
+    result = training.train(str(tmp_path / "run"))
+  assert result["step"] == 4
+  source = gin.query_parameter("train.source").scoped_configurable_fn
+  assert isinstance(result["strategy"], tf.distribute.Strategy) and issubclass(source, sources.Source)
+
+
+def test_make_tfrecords_from_a_gin_configured_source(tmp_path):
+  """The source the trainer would read (here tiny.gin's SyntheticSource) written to shards
+  by the CLI; a source that is not file-based is refused with one line."""
+  out = str(tmp_path / "records")
+  base = [sys.executable, "-m", "cola_tf.data.make_tfrecords", "--gin_file", "tiny",
+          "--gin_param", "SyntheticSource.num_clips = 6", "--gin_param",
+          "SyntheticSource.seconds = 1.0", "--gin_param",
+          f"SyntheticSource.cache_dir = '{tmp_path}/cache'", "--shards", "2", "--workers", "1"]
+  proc = subprocess.run(base + ["--out", out], cwd=REPO, env=subprocess_env(),
+                        capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-  assert "done at step 4" in proc.stdout and "data: no bad audio files" in proc.stdout
-  source_name = {"folder": "FolderSource", "manifest": "ManifestSource",
-                 "tfrecord": "TFRecordSource", "speech_commands": "SpeechCommandsSource"}[layout]
-  assert f"data: {source_name}(" in proc.stdout
+  assert len(sources.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))) == 6
+  refused = subprocess.run(base + ["--out", str(tmp_path / "again"), "--gin_param",
+                                   "train.source = @TFRecordSource()", "--gin_param",
+                                   f"TFRecordSource.pattern = '{out}/shard-*.tfrecord'"],
+                           cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
+                           timeout=600)
+  assert refused.returncode == 2
+  assert "writes the files of a file-based source" in refused.stderr and "Traceback" not in (
+      refused.stdout + refused.stderr)
 
 
 def test_tf_data_service_runs_the_pipeline_without_python_in_the_graph(tmp_path):

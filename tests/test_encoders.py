@@ -8,6 +8,76 @@ import tensorflow as tf
 import tf_keras
 
 from cola_tf import encoders
+from cola_tf import frontend as frontend_lib
+from cola_tf import frozen_encoder
+import hear_module
+
+
+def throwaway_encoder(input_shape, pooling="max", drop_path_rate=0.0, width=4):
+  """An encoder that exists only in this test module, added through the registry alone:
+  every test parametrized over the registry runs on it too."""
+  inputs, x = encoders.log_mel_input(input_shape)
+  x = tf_keras.layers.Conv2D(width, 3, strides=2, padding="same", name="conv")(x)
+  y = encoders.DropPath(drop_path_rate, name="drop_path")(tf_keras.layers.Conv2D(
+      width, 1, name="mix")(x))
+  x = tf_keras.layers.Add(name="add")([x, y])
+  return tf_keras.Model(inputs, encoders.pool(x, pooling, "pool"), name="throwaway_test_encoder")
+
+
+encoders.register_encoder("throwaway_test_encoder", throwaway_encoder, small={"width": 3})
+REGISTERED = list(encoders.ENCODERS)
+
+
+def _small(name, **kwargs):
+  return encoders.build_encoder(name, input_shape=(100, 64), **encoders.ENCODERS[name].small,
+                                **kwargs)
+
+
+@pytest.mark.parametrize("name", REGISTERED)
+def test_every_registered_encoder(name):
+  """At a small width: named as its key; any number of frames (training crops, probe clips
+  of either framing); DropPath present and drawn per replica; builds under mixed_bfloat16."""
+  enc = _small(name, drop_path_rate=0.3)
+  assert enc.name == name
+  dim = int(enc.output_shape[-1])
+  for frames in (97, 100, 101, 104):
+    assert enc(tf.zeros([2, frames, 64])).shape == (2, dim), frames
+  assert any(isinstance(l, encoders.DropPath) and l.rate > 0 for l in all_layers(enc))
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  with strategy.scope():
+    replicated = _small(name, drop_path_rate=0.5)
+  x = tf.random.stateless_normal([8, 100, 64], seed=[1, 2])
+  outs = strategy.experimental_local_results(strategy.run(
+      tf.function(lambda: replicated(x, training=True))))
+  assert not np.array_equal(outs[0].numpy(), outs[1].numpy()), "same drop path per replica"
+  tf_keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  try:
+    half = _small(name)
+  finally:
+    tf_keras.mixed_precision.set_global_policy("float32")
+  assert np.isfinite(tf.cast(half(tf.ones([1, 100, 64])), tf.float32).numpy()).all()
+
+
+def _one_per_builder():
+  """The first registered name of each builder function (EfficientNet B0..B7 share one)."""
+  seen = {}
+  for name, entry in encoders.ENCODERS.items():
+    seen.setdefault(getattr(entry.builder, "func", entry.builder), name)
+  return list(seen.values())
+
+
+@pytest.mark.parametrize("name", _one_per_builder())
+def test_every_encoder_builder_exports_and_embeds_through_hear_module(name, tmp_path):
+  """The SavedModel export and hear_module, once per builder (its variants differ only in
+  sizes, which the test above covers): scene and timestamp embeddings of the right size."""
+  enc = _small(name)
+  module = frozen_encoder.FrozenEncoder(frontend_lib.LogMelFrontend(), enc, 15360)
+  assert frozen_encoder.save(module, str(tmp_path / "export"))["encoder"] == name
+  model = hear_module.load_model(str(tmp_path / "export"))
+  audio = np.random.default_rng(0).uniform(-0.5, 0.5, (2, 20000)).astype(np.float32)
+  dim = int(enc.output_shape[-1])
+  assert hear_module.get_scene_embeddings(audio, model).shape == (2, dim)
+  assert hear_module.get_timestamp_embeddings(audio, model)[0].shape[-1] == dim
 
 
 def test_drop_path_training_differs_from_inference():
@@ -21,27 +91,6 @@ def test_drop_path_training_differs_from_inference():
   assert 0.3 < (per_example[:, 0] == 0).mean() < 0.7
   with pytest.raises(ValueError):
     encoders.DropPath(1.0)
-
-
-@pytest.mark.parametrize("name", ["small_cnn", "convnext_tiny"])
-def test_drop_path_is_applied_in_the_encoder_inside_a_distributed_step(name):
-  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-  with strategy.scope():
-    enc = encoders.build_encoder(name, input_shape=(96, 64), drop_path_rate=0.5)
-  x = tf.random.normal([4, 96, 64])
-  rates = [l.rate for l in enc.layers if isinstance(l, encoders.DropPath)]
-  assert rates and max(rates) == pytest.approx(0.5)
-
-  @tf.function
-  def step(training):
-    return strategy.run(lambda: enc(x, training=training))
-
-  infer_out = strategy.experimental_local_results(step(False))
-  train_out = strategy.experimental_local_results(step(True))
-  train_again = strategy.experimental_local_results(step(True))
-  for t, t2, i in zip(train_out, train_again, infer_out):
-    assert not np.allclose(t.numpy(), i.numpy())
-    assert not np.allclose(t.numpy(), t2.numpy())  # a fresh random drop each call
 
 
 def test_convnext_depthwise_equals_keras_applications_and_weights_move_both_ways():
@@ -79,10 +128,19 @@ def test_efficientnet_rescaling_is_identity_and_shapes():
 
 
 def test_unknown_encoder_and_pooling_are_errors():
-  with pytest.raises(ValueError, match="unknown encoder"):
-    encoders.build_encoder("resnet50")
+  with pytest.raises(ValueError, match="unknown encoder 'no such encoder'; choose one of "
+                                       "small_cnn, efficientnet_b0"):
+    encoders.build_encoder("no such encoder")
   with pytest.raises(ValueError, match="pooling"):
-    encoders.build_encoder("small_cnn", pooling="attention")
+    encoders.build_encoder("small_cnn", pooling="no such pooling")
+  with pytest.raises(ValueError, match="registered already"):
+    encoders.register_encoder("small_cnn", encoders.small_cnn)
+  encoders.ENCODERS["misnamed (test)"] = encoders.ENCODERS["small_cnn"]
+  try:
+    with pytest.raises(ValueError, match="returned a model named 'small_cnn'"):
+      encoders.build_encoder("misnamed (test)", channels=(4, 8))
+  finally:
+    del encoders.ENCODERS["misnamed (test)"]
 
 
 def test_convnext_features_are_the_pooled_last_stage_as_audax():

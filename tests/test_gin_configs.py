@@ -97,11 +97,13 @@ def test_shipped_configs_by_name_from_any_directory(tmp_path):
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-2000:]
   lines = proc.stdout.split()
-  assert lines[0].endswith(os.path.join("cola_tf", "gin", "runs", "tiny.gin"))
-  assert lines[1].endswith(os.path.join("cola_tf", "gin", "encoders", "convnext_tiny.gin"))
+  assert lines[0] == os.path.join(REPO, "gin", "tiny.gin")  # the checkout's top-level gin/
+  assert lines[1] == os.path.join(REPO, "gin", "encoders", "convnext_tiny.gin")
   assert lines[2] == "efficientnet_b0"
   names = configuration.packaged_configs()
-  assert len(names) == len(glob.glob(os.path.join(configuration.PACKAGED_GIN, "*", "*.gin")))
+  on_disk = (glob.glob(os.path.join(REPO, "gin", "*.gin"))
+             + glob.glob(os.path.join(REPO, "gin", "*", "*.gin")))
+  assert len(names) == len(on_disk) and "tiny.gin" in names  # no two share a name
   with pytest.raises(FileNotFoundError, match="nor a shipped config: .*tiny.gin"):
     configuration.resolve_gin_file("no_such_config")
 
@@ -109,7 +111,7 @@ def test_shipped_configs_by_name_from_any_directory(tmp_path):
 def test_the_wheel_ships_every_gin_file(tmp_path):
   source = tmp_path / "src"  # a copy: building writes build/ and egg-info beside setup.py
   ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
-  for name in ("cola_tf", "hear_module"):
+  for name in ("cola_tf", "hear_module", "gin"):
     shutil.copytree(os.path.join(REPO, name), source / name, ignore=ignore)
   shutil.copy(os.path.join(REPO, "setup.py"), source / "setup.py")
   proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
@@ -119,5 +121,19 @@ def test_the_wheel_ships_every_gin_file(tmp_path):
   (wheel,) = glob.glob(str(tmp_path / "cola_tf-*.whl"))
   with zipfile.ZipFile(wheel) as z:
     shipped = {n for n in z.namelist() if n.endswith(".gin")}
-  expected = {os.path.relpath(p, REPO) for p in configuration.packaged_configs().values()}
-  assert shipped == expected
+  expected = {"cola_tf/" + os.path.relpath(p, REPO) for p in
+              configuration.packaged_configs().values()}
+  assert shipped == expected and "cola_tf/gin/tiny.gin" in shipped
+  # Installed from the wheel, the configs are found by name from any directory.
+  target = tmp_path / "installed"
+  proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
+                         str(target), wheel], capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  env = {**subprocess_env(), "PYTHONPATH": str(target)}
+  code = ("from cola_tf import configuration as c; print(c.resolve_gin_file('gin/tiny.gin')); "
+          "print(c.resolve_gin_file('recipe_tpu'))")
+  proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.split() == [str(target / "cola_tf" / "gin" / "tiny.gin"),
+                                 str(target / "cola_tf" / "gin" / "schedules" / "recipe_tpu.gin")]

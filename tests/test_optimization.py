@@ -42,9 +42,16 @@ def test_optimizer_uses_the_schedule_and_skips_decay_on_norms_and_biases():
   np.testing.assert_array_equal(gamma.numpy(), 1.0)
 
 
-def test_warmup_longer_than_training_is_an_error():
-  with pytest.raises(ValueError, match="warmup_steps"):
-    optimization.build_adamw(total_steps=10, steps_per_epoch=10, warmup_epochs=2)
+def test_warmup_as_long_as_the_run_becomes_a_tenth_of_it_with_a_note(capsys):
+  """A short run of a config made for a longer one (tiny.gin's 20 warmup steps, 20 steps)."""
+  _, schedule = optimization.build_adamw(total_steps=20, steps_per_epoch=10, warmup_steps=20,
+                                         learning_rate=1e-3)
+  assert "warming up over 2 steps, a tenth of the run" in capsys.readouterr().out
+  assert float(schedule(1)) == pytest.approx(5e-4) and float(schedule(2)) == pytest.approx(1e-3)
+  _, schedule = optimization.build_adamw(total_steps=5, steps_per_epoch=10, warmup_epochs=2)
+  assert float(schedule(0)) == pytest.approx(1e-3)  # 5 // 10 = 0: no warmup
+  with pytest.raises(ValueError, match="warmup_steps must be >= 0"):
+    optimization.build_adamw(total_steps=10, steps_per_epoch=10, warmup_steps=-1)
 
 
 def test_old_name_of_reference_batch_size_is_read_with_a_note(capsys):

@@ -84,6 +84,20 @@ def test_tiny_gin_end_to_end_learns(tmp_path):
   assert "online evaluation took" in proc.stdout
 
 
+def test_the_readmes_short_variant_just_runs(tmp_path):
+  """README command 1 with `train.total_steps = 20` and --noexport: tiny.gin's 20 warmup
+  steps become 2, with a line saying so; no export."""
+  model_dir = str(tmp_path / "short")
+  proc = subprocess.run([sys.executable, "-m", "cola_tf.train", "--gin_file", "gin/tiny.gin",
+                         "--gin_param", "train.total_steps = 20", "--noexport", "--model_dir",
+                         model_dir], cwd=REPO, env=subprocess_env(), capture_output=True,
+                        text=True, timeout=600)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  assert "warming up over 2 steps, a tenth of the run" in proc.stdout
+  assert "done at step 20" in proc.stdout and "eval at step 20" in proc.stdout
+  assert not os.path.exists(os.path.join(model_dir, "export"))
+
+
 def test_resume_with_a_larger_budget_continues_with_saved_weights_and_state(tmp_path, clean_gin):
   """...and the online evaluation's curve continues: scores at 0 and 20, then at 30."""
   model_dir = str(tmp_path / "resume")

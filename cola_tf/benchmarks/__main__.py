@@ -89,6 +89,41 @@ def fixed_point(steps, repeats):
     print(f"  {label:20s} {value:.1f} pairs/s" if value else f"  {label}: {r}", flush=True)
 
 
+def _train_configs(encoders, parser):
+  """CONFIGS, or float32 and bf16 rows for each of `encoders` (comma-separated names)."""
+  if not encoders:
+    return CONFIGS
+  from cola_tf.encoders import ENCODERS  # pylint: disable=import-outside-toplevel
+  unknown = sorted(set(encoders.split(",")) - set(ENCODERS))
+  if unknown:
+    parser.error(f"--encoders: unknown {unknown}; choose from {', '.join(ENCODERS)}")
+  return [(e, precision, False, None) for e in encoders.split(",")
+          for precision in ("float32", "mixed_bfloat16")]
+
+
+def _train_row(config, common, peak, train_rates):
+  """Runs one train-step configuration and prints its row (float32 rates kept)."""
+  encoder, precision, jit, impl = config
+  args = ["--encoder", encoder, "--precision", precision] + common
+  args += ["--jit"] if jit else []
+  if impl == "float32_blocks":
+    args += ["--float32_blocks"]
+  elif impl:
+    args += ["--depthwise_impl", impl]
+  r = _train_step(args)
+  name = encoder + (f" ({impl})" if impl else "")
+  if "error" in r:
+    print(f"{name:28s} {precision:15s} {'on' if jit else 'off':4s} failed: {r['error']}",
+          flush=True)
+    return
+  if precision == "float32" and not jit and impl != "grouped":
+    train_rates[encoder] = r["train_pairs_per_s"]
+  print(f"{name:28s} {precision:15s} {'on' if jit else 'off':4s} "
+        f"{r['train_pairs_per_s']:13.1f} {r['embed_clips_per_s']:13.1f} "
+        f"{r['forward_gflops_per_clip']:11.3f} {100 * r['train_gflops_per_s'] / peak:8.1f}%",
+        flush=True)
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--batch", type=int, default=32)
@@ -96,8 +131,12 @@ def main(argv=None):
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--sections", default=",".join(SECTIONS),
                  help=f"comma-separated subset of {','.join(SECTIONS)}")
+  p.add_argument("--encoders", default=None,
+                 help="train section: these registered encoders (float32 and bf16 each) "
+                      "instead of the default table")
   a = p.parse_args(argv)
   sections = set(a.sections.split(","))
+  configs = _train_configs(a.encoders, p)
   if not sections <= set(SECTIONS):
     p.error(f"--sections: unknown {sorted(sections - set(SECTIONS))}; choose from {SECTIONS}")
   from cola_tf.benchmarks import input_pipeline  # pylint: disable=import-outside-toplevel
@@ -108,31 +147,14 @@ def main(argv=None):
         f"bfloat16 {train_step.matmul_peak_gflops('bfloat16'):.0f} GFLOP/s\n", flush=True)
   common = ["--batch", str(a.batch), "--steps", str(a.steps), "--repeats", str(a.repeats)]
   train_rates = {}
-  configs = CONFIGS if "train" in sections else []
+  configs = configs if "train" in sections else []
   if "pipeline" in sections and not configs:  # the ratio needs the float32 steps
     configs = [c for c in CONFIGS if c[1] == "float32" and not c[2] and c[3] != "grouped"]
   if configs:
     print(f"{'encoder':28s} {'precision':15s} {'XLA':4s} {'train pairs/s':>13s} "
           f"{'embed clips/s':>13s} {'GFLOPs/clip':>11s} {'% of peak':>9s}", flush=True)
-  for encoder, precision, jit, impl in configs:
-    args = ["--encoder", encoder, "--precision", precision] + common
-    args += ["--jit"] if jit else []
-    if impl == "float32_blocks":
-      args += ["--float32_blocks"]
-    elif impl:
-      args += ["--depthwise_impl", impl]
-    r = _train_step(args)
-    name = encoder + (f" ({impl})" if impl else "")
-    if "error" in r:
-      print(f"{name:28s} {precision:15s} {'on' if jit else 'off':4s} failed: {r['error']}",
-            flush=True)
-      continue
-    if precision == "float32" and not jit and impl != "grouped":
-      train_rates[encoder] = r["train_pairs_per_s"]
-    print(f"{name:28s} {precision:15s} {'on' if jit else 'off':4s} "
-          f"{r['train_pairs_per_s']:13.1f} {r['embed_clips_per_s']:13.1f} "
-          f"{r['forward_gflops_per_clip']:11.3f} {100 * r['train_gflops_per_s'] / peak:8.1f}%",
-          flush=True)
+  for config in configs:
+    _train_row(config, common, peak, train_rates)
   if "fixed" in sections:
     fixed_point(a.steps, a.repeats)
   if "hear" in sections:

@@ -1,11 +1,18 @@
-r"""Writes a CSV manifest's clips into TFRecord shards (see cola_tf.data.tfrecord_writer).
+r"""Writes a source's clips into TFRecord shards (see cola_tf.data.tfrecord_writer).
 
   python -m cola_tf.data.make_tfrecords --manifest m.csv --out DIR --shards N \
       [--format pcm16|flac|wav|copy] [--compression ZLIB|GZIP|NONE] [--seed S] \
       [--workers K] [--overwrite]
+  python -m cola_tf.data.make_tfrecords --gin_file tiny [--gin_param ...] --out DIR ...
+
+`--manifest` reads a CSV manifest; `--gin_file` / `--gin_param` take the source the trainer
+would read (`train.source` in those configs, e.g. `--gin_param "train.source =
+@FolderSource()" --gin_param "FolderSource.root = '/data/audio'"`): any file-based source.
 """
 import argparse
 import sys
+
+from cola_tf.configuration import configured_source
 
 from cola_tf.data.tfrecord_writer import FORMATS
 from cola_tf.data.tfrecord_writer import PCM16
@@ -15,7 +22,11 @@ from cola_tf.data.tfrecord_writer import make_tfrecords
 
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  p.add_argument("--manifest", required=True, help="CSV with a 'files' column")
+  what = p.add_mutually_exclusive_group(required=True)
+  what.add_argument("--manifest", help="CSV with a 'files' column")
+  what.add_argument("--gin_file", action="append", help="configs whose train.source to write")
+  p.add_argument("--gin_param", action="append", default=[],
+                 help="gin bindings, with --gin_file (e.g. the source's settings)")
   p.add_argument("--out", required=True, help="output folder for the shards")
   p.add_argument("--shards", type=int, required=True)
   p.add_argument("--format", default=PCM16, choices=FORMATS,
@@ -27,9 +38,10 @@ def main(argv=None):
                  help="clear shards written for another manifest or settings, then write")
   a = p.parse_args(argv)
   try:
-    make_tfrecords(a.manifest, a.out, a.shards, a.format, a.compression, a.workers, a.seed,
+    source = a.manifest or configured_source(a.gin_file or [], a.gin_param)
+    make_tfrecords(source, a.out, a.shards, a.format, a.compression, a.workers, a.seed,
                    a.overwrite)
-  except ValueError as e:
+  except (ValueError, FileNotFoundError) as e:
     log(f"error: {e}", error=True)
     return 2
   return 0

@@ -9,9 +9,9 @@ pipeline, sharded per input pipeline (one per host) so each host reads only its 
 * `TFDSSource`: a TFDS audio dataset already prepared in a local data_dir (no download
   unless `download=True`).
 
-`source.clips(...)` gives one pass of decoded mono float32 clips at the requested rate, with
-their names and full durations (a long clip can be cut to a random window while decoding);
-`source.waveforms(...)` the waveforms alone.
+Every source is a `Source` (the interface, below) and registered in `SOURCES` by
+`register_source` (with `data.synthetic.SyntheticSource`, the embedded corpus): the
+trainer, `make_tfrecords` and the tests take any registered source.
 """
 import csv
 import json
@@ -32,11 +32,41 @@ from cola_tf.data import audio as audio_lib
 AUDIO_EXTENSIONS = ("wav", "flac", "ogg", "mp3")
 
 
-class EncodedSource:
-  """A source of encoded clips; `clips` decodes them, dropping (and naming) bad ones."""
+SOURCES = {}  # class name -> class: the one list of sources
+
+
+def register_source(cls):
+  """Class decorator: adds a Source subclass to `SOURCES` (by its class name)."""
+  if not (isinstance(cls, type) and issubclass(cls, Source)):
+    raise TypeError(f"register_source: {cls!r} is not a Source subclass")
+  if cls.__name__ in SOURCES:
+    raise ValueError(f"register_source: {cls.__name__} is registered already")
+  SOURCES[cls.__name__] = cls
+  return cls
+
+
+class Source:
+  """What the trainer reads clips from (the interface every registered source has):
+
+  * `len(source)`: the number of clips (steps per epoch derive from it);
+  * `describe()`: one line for the log;
+  * `clips(sample_rate, num_shards, shard_index, seed, shuffle, ...)`: one pass of decoded
+    mono float32 clips of this shard as (waveform, name, full seconds), bad clips dropped
+    and named; `waveforms(...)`: the waveforms alone;
+  * file-based sources (`FileListSource`) also give `files()` and `labels()` (None when
+    unlabelled), which `make_tfrecords` writes.
+  A subclass implements `encoded(...)` (a dataset of (bytes, name, format): `clips` decodes
+  it) or overrides `clips` itself (TFDSSource).
+  """
+
+  def __len__(self):
+    raise NotImplementedError(f"{type(self).__name__} must define __len__")
+
+  def describe(self):
+    return f"{type(self).__name__}({len(self)} clips)"
 
   def encoded(self, num_shards=1, shard_index=0, seed=0, shuffle=True):
-    raise NotImplementedError
+    raise NotImplementedError(f"{type(self).__name__} must define encoded() or clips()")
 
   def clips(self, sample_rate, num_shards=1, shard_index=0, seed=0, shuffle=True,
             deterministic=False, native_only=False, max_seconds=None):
@@ -76,7 +106,7 @@ def _waveform_only(waveform, name, seconds):
   return waveform
 
 
-class FileListSource(EncodedSource):
+class FileListSource(Source):
   """A fixed list of audio files (with optional labels)."""
 
   def __init__(self, files, labels=None, description=""):
@@ -116,7 +146,7 @@ class FileListSource(EncodedSource):
 
   def clips(self, sample_rate, num_shards=1, shard_index=0, seed=0, shuffle=True,
             deterministic=False, native_only=False, max_seconds=None):
-    """As `EncodedSource.clips`; outside the tf.data service each file is opened by
+    """As `Source.clips`; outside the tf.data service each file is opened by
     libsndfile, which reads only the window it needs from a long file."""
     if native_only:
       return super().clips(sample_rate, num_shards, shard_index, seed, shuffle, deterministic,
@@ -143,6 +173,7 @@ def _format_of(path):
   return tf.where(tf.strings.regex_full_match(path, r".*\.[^/]*"), ext, tf.constant(""))
 
 
+@register_source
 @gin.configurable
 class FolderSource(FileListSource):
   """Every file under `root` (recursively) whose extension is in `extensions`."""
@@ -162,6 +193,7 @@ class FolderSource(FileListSource):
     self.root = root
 
 
+@register_source
 @gin.configurable
 class ManifestSource(FileListSource):
   """A CSV manifest with a `files` column (and optional `labels`, `duration`).
@@ -231,6 +263,7 @@ def speech_commands_clips(root):
   return clips
 
 
+@register_source
 @gin.configurable
 class SpeechCommandsSource(FileListSource):
   """Speech Commands v0.02: <root>/<word>/<speaker>_nohash_<n>.wav, splits from
@@ -262,8 +295,9 @@ TFRECORD_FEATURES = {
 TFRECORD_INDEX = "index.json"
 
 
+@register_source
 @gin.configurable
-class TFRecordSource(EncodedSource):
+class TFRecordSource(Source):
   """TFRecord shards (a glob, local or gs://) of encoded audio, read with parallel interleave.
 
   Each record: 'audio' (pcm16 bytes or an encoded file), 'format' ('pcm16', 'flac', 'wav'...),
@@ -340,7 +374,7 @@ class TFRecordSource(EncodedSource):
 
   def clips(self, sample_rate, num_shards=1, shard_index=0, seed=0, shuffle=True,
             deterministic=False, native_only=False, max_seconds=None):
-    """As `EncodedSource.clips`; pcm16 shards are decoded without Python."""
+    """As `Source.clips`; pcm16 shards are decoded without Python."""
     if self.record_format != audio_lib.PCM16:
       return super().clips(sample_rate, num_shards, shard_index, seed, shuffle, deterministic,
                            native_only, max_seconds)
@@ -429,8 +463,9 @@ def count_records(shards, compression, parallel=32):
   return [counts[s] for s in shards]
 
 
+@register_source
 @gin.configurable
-class TFDSSource(EncodedSource):
+class TFDSSource(Source):
   """A TFDS audio dataset (e.g. 'speech_commands') prepared in `data_dir`.
 
   Nothing is downloaded unless `download=True`: a dataset that is not prepared locally is an
@@ -465,7 +500,7 @@ class TFDSSource(EncodedSource):
 
   def clips(self, sample_rate, num_shards=1, shard_index=0, seed=0, shuffle=True,
             deterministic=False, native_only=False, max_seconds=None):
-    """As `EncodedSource.clips` (TFDS decodes whole clips; the window is cut after)."""
+    """As `Source.clips` (TFDS decodes whole clips; the window is cut after)."""
     import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
     if native_only and self.rate != sample_rate:
       raise ValueError(f"{self.describe()}: tf.data service workers cannot resample "

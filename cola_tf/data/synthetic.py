@@ -231,6 +231,7 @@ def cached_corpus(kind, parameters, write, cache_dir=None):
   return root
 
 
+@sources.register_source
 @gin.configurable
 class SyntheticSource(sources.FolderSource):
   """The embedded corpus, generated once into `cache_dir` and then read as a folder of WAVs.

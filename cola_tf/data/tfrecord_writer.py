@@ -123,9 +123,16 @@ def _clear(out_dir):
       os.remove(os.path.join(out_dir, name))
 
 
-def _rows(manifest, seed):
+def _rows(source, seed):
+  """(path, label) of every file of `source` (a file-based source, or a CSV manifest's path),
+  shuffled with `seed`."""
   from cola_tf.data import sources  # pylint: disable=import-outside-toplevel
-  source = sources.ManifestSource(manifest)
+  if isinstance(source, str):
+    source = sources.ManifestSource(source)
+  if not isinstance(source, sources.FileListSource):
+    raise ValueError(f"make_tfrecords writes the files of a file-based source (one of "
+                     f"{', '.join(n for n, c in sources.SOURCES.items() if issubclass(c, sources.FileListSource))}), "
+                     f"not {type(source).__name__}")
   rows = list(zip(source.files(), source.labels() or [None] * len(source)))
   random.Random(seed).shuffle(rows)
   return rows
@@ -138,12 +145,14 @@ def _check_args(shards, out_format):
     raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {out_format!r}")
 
 
-def make_tfrecords(manifest, out_dir, shards, out_format=PCM16, compression="ZLIB",
+def make_tfrecords(source, out_dir, shards, out_format=PCM16, compression="ZLIB",
                    workers=None, seed=0, overwrite=False):
-  """Returns the index dict {'shards': {name: clips}, 'clips': total, 'skipped': [...]}."""
+  """Writes the clips of `source` (any file-based source: folder, manifest, Speech Commands,
+  the synthetic corpus; or a CSV manifest's path) into `shards` TFRecord shards. Returns the
+  index dict {'shards': {name: clips}, 'clips': total, 'skipped': [...]}."""
   _check_args(shards, out_format)
   compression = "" if compression in ("NONE", "", None) else compression
-  rows = _rows(manifest, seed)
+  rows = _rows(source, seed)
   identity = _identity(rows, shards, out_format, compression, seed)
   os.makedirs(out_dir, exist_ok=True)
   stale = _stale(out_dir, identity)
