@@ -183,8 +183,9 @@ class SaveCheckpoints:
     self.manager, self.step_counter, self.every = manager, step_counter, every
     self.total_steps, self.signals, self.heartbeat = total_steps, signals, heartbeat
     self._agree = _any_worker_fn(strategy) if distribute.is_multi_worker(strategy) else None
+    self.last_output = None
 
-  def __call__(self, output):  # pylint: disable=unused-argument
+  def __call__(self, output):
     step = int(self.step_counter.numpy())
     received = self.signals.received
     if self._agree is not None:  # saving is collective: stop on every worker or on none
@@ -195,6 +196,7 @@ class SaveCheckpoints:
     if self.heartbeat is not None:
       self.heartbeat()
     if received:
+      self.last_output = dict(output)  # for the summaries the controller will not write
       raise preemption.StopRequested(received, step, self.manager.latest_checkpoint)
 
 
@@ -308,13 +310,43 @@ def _enter_guards(guards, chief, model_dir, out_dir):
   return lock, guards.enter_context(preemption.StopOnSignal(log))
 
 
-def _restore(checkpoint, model_dir):
-  """Every worker restores the chief's latest checkpoint (the other workers' own folders
-  are scratch space, deleted at the end of each run). Returns its path or None."""
-  latest = tf.train.latest_checkpoint(model_dir)
-  if latest:
-    checkpoint.restore(latest).assert_existing_objects_matched()
-  return latest
+def _restore(checkpoint, model_dir, chief=True):
+  """Every worker restores the chief's newest checkpoint that reads (the other workers' own
+  folders are scratch space, deleted at the end of each run). One that does not read (a
+  truncated or corrupt file) is named on one line and, by the chief, moved aside (never
+  deleted) and dropped from the `checkpoint` list; the one before it is tried. Returns the
+  restored path or None."""
+  state = tf.train.get_checkpoint_state(model_dir)
+  candidates = list(reversed(state.all_model_checkpoint_paths)) if state else []
+  for newer, path in enumerate(candidates):
+    path = path if os.path.isabs(path) or "://" in path else os.path.join(model_dir, path)
+    try:
+      checkpoint.restore(path).assert_existing_objects_matched()
+      if newer and chief:
+        _drop_newer_checkpoints(model_dir, state, path)
+      return path
+    except (tf.errors.OpError, IndexError, OSError) as e:  # unreadable, not a model mismatch
+      reason = " ".join(str(getattr(e, "message", e)).split())[:200]
+      moved = _move_aside(path) if chief else "left in place (the chief moves it)"
+      log(f"checkpoint {path} does not restore ({type(e).__name__}: {reason}); {moved}; "
+          "trying the one before")
+  return None
+
+
+def _move_aside(path):
+  """Renames every file of checkpoint `path` to NAME.unreadable-TIME; returns a line."""
+  suffix = f".unreadable-{time.strftime('%Y%m%d-%H%M%S')}"
+  for name in tf.io.gfile.glob(path + ".*"):
+    tf.io.gfile.rename(name, name + suffix)
+  return f"its files moved aside to {os.path.basename(path)}.*{suffix}"
+
+
+def _drop_newer_checkpoints(model_dir, state, restored):
+  """The `checkpoint` list without the unreadable ones after `restored` (they were moved)."""
+  paths = list(state.all_model_checkpoint_paths)
+  keep = paths[:[os.path.basename(p) for p in paths].index(os.path.basename(restored)) + 1]
+  tf.compat.v1.train.update_checkpoint_state(model_dir, restored,
+                                             all_model_checkpoint_paths=keep)
 
 
 def _controller(trainer, strategy, step_counter, manager, summary_dir, actions, steps_per_loop,
@@ -401,7 +433,8 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
   step_counter = optimizer.iterations
   with contextlib.ExitStack() as guards:
     lock, signals = _enter_guards(guards, chief, model_dir, out_dir)
-    restored, start_step = _restore(checkpoint, model_dir), int(step_counter.numpy())
+    restored = _restore(checkpoint, model_dir, chief)
+    start_step = int(step_counter.numpy())
     result = {"step": start_step, "start_step": start_step, "chief": chief, "loss": None,
               "accuracy": None, "history": [], "strategy": strategy, "model": model,
               "optimizer": optimizer, "checkpoint": restored}
@@ -426,17 +459,31 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
     progress = ProgressLine(step_counter, total_steps, global_batch_size, schedule)
     _start_evaluation(evaluation, strategy, model, frontend, crop_seconds, model_dir, chief,
                       start_step)
+    actions = _actions(step_counter, manager, progress, evaluation, total_steps,
+                       checkpoint_every, signals, lock, strategy)
     controller = _controller(
         trainer, strategy, step_counter, manager,
-        os.path.join(model_dir, "train") if chief else None,
-        _actions(step_counter, manager, progress, evaluation, total_steps, checkpoint_every,
-                 signals, lock, strategy),
+        os.path.join(model_dir, "train") if chief else None, actions,
         steps_per_loop, [checkpoint_every] + ([evaluation.every] if evaluation else []))
     progress.start()
-    controller.train(steps=total_steps)
+    _run_loop(controller, total_steps, actions[-1])
   if not chief and tf.io.gfile.exists(out_dir):
     tf.io.gfile.rmtree(out_dir)
   return _finish(result, progress, manager, evaluation, per_anchor, model_dir)
+
+
+def _run_loop(controller, total_steps, saver):
+  """controller.train, writing the summaries of a loop that ended in a stop on a signal
+  (the stopping action raises before the controller writes them) and flushing the writer
+  on every way out (a stop, a NaN, an error), since the command line exits with os._exit."""
+  try:
+    controller.train(steps=total_steps)
+  except preemption.StopRequested:
+    if saver.last_output:
+      controller.summary_manager.write_summaries(saver.last_output)
+    raise
+  finally:
+    controller.summary_manager.flush()
 
 
 def _finish(result, progress, manager, evaluation, per_anchor, model_dir):

@@ -149,3 +149,22 @@ def one_batch_per_replica_statistics():
   trainer.train(tf.constant(1))
   assert float(norm.moving_mean.numpy()[0]) == pytest.approx(0.01 * 7.0, rel=1e-3)
   assert float(norm.moving_variance.numpy()[0]) == pytest.approx(1.0, abs=2e-3)
+
+
+def test_the_train_step_compiles_with_xla():
+  """`train.jit_compile = True`, the way a TPU runs the step: small_cnn's step compiles and
+  trains (one replica; several replicas with XLA are refused, with the reason)."""
+  import tf_keras
+  from cola_tf import optimization
+  from cola_tf import training
+  tf_keras.utils.set_random_seed(0)
+  model = model_lib.ColaModel(encoder=_tiny_encoder()).build_for((96, 64))
+  optimizer, _ = optimization.build_adamw(10, 10, learning_rate=1e-3, warmup_steps=0)
+  batch = {"anchor": tf.random.normal([8, 96, 64]), "positive": tf.random.normal([8, 96, 64])}
+  trainer = training.ColaTrainer(tf.distribute.get_strategy(), model, optimizer,
+                                 tf.data.Dataset.from_tensors(batch).repeat(),
+                                 global_batch_size=8, jit_compile=True)
+  first = float(trainer.train(tf.constant(2))["loss"])
+  assert np.isfinite(first) and int(optimizer.iterations.numpy()) == 2
+  with pytest.raises(ValueError, match="jit_compile = True with 2 replicas"):
+    training._check_settings("float32", "replica", 8, 2, True)  # pylint: disable=protected-access

@@ -76,6 +76,13 @@ def test_signal_saves_the_step_reached_and_the_rerun_resumes_there(tmp_path, sig
   assert 6 < step < 1000 and step % 2 == 0  # the loop in flight finished; not a periodic save
   assert tf.train.latest_checkpoint(model_dir).endswith(f"ckpt-{step}")
   assert not os.path.exists(os.path.join(model_dir, "cola_tf.lock"))  # released on the way out
+  # The summaries of the loop that ended in the stop are written too (the stop step's).
+  summary_steps = set()
+  for path in glob.glob(os.path.join(model_dir, "train", "events.out.tfevents.*")):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      if any(v.tag == "loss" for v in event.summary.value):
+        summary_steps.add(event.step)
+  assert max(summary_steps) == step, (sorted(summary_steps)[-3:], step)
   again = subprocess.run(_cli(model_dir, *FAST, "train.total_steps = " + str(step + 4)),
                          cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
                          timeout=600)
@@ -206,3 +213,33 @@ for r in strategy.experimental_local_results(strategy.run(tf.function(fn))):
   assert len(results) == 2, proc.stdout
   for r in results:
     assert r == pytest.approx([0.6, 0.8], rel=1e-6), proc.stdout
+
+
+def test_an_unreadable_newest_checkpoint_falls_back_to_the_one_before(tmp_path, clean_gin):
+  """A truncated ckpt-30 (a disk filled mid-save, a bad copy): the run resumes from ckpt-20,
+  names ckpt-30 on one line and moves its files aside (never deleted)."""
+  model_dir = str(tmp_path / "run")
+  params = FAST + ["train.checkpoint_every = 10", "train.steps_per_loop = 10"]
+  configuration.parse_gin([TINY], params + ["train.total_steps = 30"], model_dir)
+  assert train_lib.train(model_dir)["step"] == 30
+  (data,) = glob.glob(os.path.join(model_dir, "ckpt-30.data-*"))
+  with open(data, "r+b") as f:
+    f.truncate(os.path.getsize(data) // 2)
+  gin.clear_config()
+  configuration.parse_gin([TINY], params + ["train.total_steps = 40"], model_dir)
+  lines = []
+  train_lib.log = lambda message: lines.append(message)  # pylint: disable=unnecessary-lambda
+  try:
+    resumed = train_lib.train(model_dir)
+  finally:
+    train_lib.log = train_lib.logs.logger("cola_tf")
+  assert (resumed["start_step"], resumed["step"]) == (20, 40)
+  named = [l for l in lines if "ckpt-30 does not restore" in l]
+  assert len(named) == 1 and "moved aside" in named[0], lines[:5]
+  assert glob.glob(os.path.join(model_dir, "ckpt-30.data-*.unreadable-*"))
+  assert glob.glob(os.path.join(model_dir, "ckpt-30.index.unreadable-*"))
+  # Training on from step 20 wrote a new, readable ckpt-30, then ckpt-40.
+  state = tf.train.get_checkpoint_state(model_dir)
+  assert [os.path.basename(p) for p in state.all_model_checkpoint_paths][-2:] == [
+      "ckpt-30", "ckpt-40"]
+  tf.train.Checkpoint().read(os.path.join(model_dir, "ckpt-30")).expect_partial()
