@@ -104,6 +104,24 @@ def configured_source(gin_files, gin_params):
   return reference.scoped_configurable_fn()
 
 
+def bindings_help(configurables):
+  """Lines for `--help`: the shipped configs, and each configurable's bindings with their
+  defaults ({name: (callable, parameters it does not take from gin)})."""
+  import inspect  # pylint: disable=import-outside-toplevel
+  lines = [f"Shipped gin configs (--gin_file NAME): {', '.join(sorted(packaged_configs()))}",
+           "Main gin bindings (--gin_param \"NAME.PARAM = VALUE\"), with their defaults; the "
+           "recipe's values are in docs/recipe.md:"]
+  for name, (fn, not_bound) in configurables.items():
+    target = getattr(fn, "__init__", fn) if inspect.isclass(fn) else fn
+    for param in inspect.signature(target).parameters.values():
+      if param.name in ("self",) + tuple(not_bound) or param.kind is param.VAR_KEYWORD:
+        continue
+      default = "required" if param.default is param.empty or param.default is gin.REQUIRED \
+          else repr(param.default)
+      lines.append(f"  {name}.{param.name} = {default}")
+  return lines
+
+
 def model_input_shape(frontend, crop_seconds):
   """(frames, mels) of one training crop: what the encoder is built for."""
   crop_samples = int(round(crop_seconds * frontend.sample_rate))

@@ -5,12 +5,19 @@ r"""Exports the frozen encoder of a training run as a SavedModel (see cola_tf.fr
 
 `--random_init_seed S` exports a fresh, untrained initialisation of the run's encoder, seeded
 with S (the control arm of a linear probe: same architecture, frontend and config).
+An existing export is never replaced silently: pass `--overwrite` (and `--output`, when a
+checkpoint other than the latest or a random init would replace MODEL_DIR/export).
+Errors are one line: exit 2 for arguments and settings, 1 for a failure while writing.
 """
 import argparse
 import os
+import sys
+
+import tensorflow as tf
 
 from cola_tf import distribute
 from cola_tf import logs
+from cola_tf.frozen_encoder import check_export_request
 from cola_tf.frozen_encoder import export
 
 
@@ -22,13 +29,28 @@ def main(argv=None):
   p.add_argument("--checkpoint", help="a checkpoint prefix (default: the latest)")
   p.add_argument("--random_init_seed", type=int,
                  help="export the untrained encoder initialised with this seed instead")
+  p.add_argument("--overwrite", action="store_true", help="replace an existing export")
   a = p.parse_args(argv)
   output = a.output or os.path.join(a.model_dir, "export")
-  meta = export(a.model_dir, output, a.checkpoint, random_init_seed=a.random_init_seed)
+  try:
+    check_export_request(a.model_dir, a.output, a.checkpoint, a.random_init_seed,
+                         a.overwrite)
+  except ValueError as e:
+    logs.log(f"error: {e}", error=True)
+    return 2
+  try:
+    meta = export(a.model_dir, output, a.checkpoint, random_init_seed=a.random_init_seed)
+  except (ValueError, tf.errors.NotFoundError) as e:
+    logs.log(f"error: {e}", error=True)
+    return 2
+  except (OSError, tf.errors.OpError) as e:
+    logs.log(f"error: writing {output} failed: {' '.join(str(e).split())}", error=True)
+    return 1
   logs.log(f"exported {meta['encoder']} at step {meta['training_step']} "
            f"({meta['embedding_size']}-d embeddings) to {output}")
+  return 0
 
 
 if __name__ == "__main__":
   distribute.initialise_devices_quietly()
-  main()
+  sys.exit(main())

@@ -300,6 +300,27 @@ def load_trained(model_dir, checkpoint=None, random_init_seed=None):
   return frontend, model, int(round(crop_seconds * frontend.sample_rate)), step, path
 
 
+def check_export_request(model_dir, output, checkpoint, random_init_seed, overwrite):
+  """ValueError (one line) when an export request is wrong or would silently replace an
+  export: checked before any work."""
+  if checkpoint and random_init_seed is not None:
+    raise ValueError("export: give --checkpoint or --random_init_seed, not both")
+  if not tf.io.gfile.exists(os.path.join(model_dir, configuration.OPERATIVE_CONFIG)):
+    raise ValueError(f"export: {model_dir} holds no {configuration.OPERATIVE_CONFIG}: not a "
+                     "training run's model_dir (or the run never started)")
+  if checkpoint and not tf.io.gfile.exists(checkpoint + ".index"):
+    raise ValueError(f"export: --checkpoint {checkpoint}: no such checkpoint (no "
+                     f"{os.path.basename(checkpoint)}.index)")
+  if output is None and (checkpoint or random_init_seed is not None):
+    what = "a random initialisation" if random_init_seed is not None else checkpoint
+    raise ValueError(f"export: {what} would replace the run's export {model_dir}/export; "
+                     "pass --output")
+  target = output or os.path.join(model_dir, "export")
+  if tf.io.gfile.exists(target) and not overwrite:
+    raise ValueError(f"export: {target} exists; pass --overwrite to replace it (or another "
+                     "--output)")
+
+
 def export(model_dir, output, checkpoint=None, chunk_windows=256, random_init_seed=None):
   """Writes the SavedModel of a training run (its latest or a given checkpoint, or a seeded
   random init) and its metadata to `output`; returns the metadata."""
@@ -329,12 +350,17 @@ def save(module, output, run_metadata=None):
   target = output if in_place else output.rstrip("/") + ".tmp-export"
   if tf.io.gfile.exists(target):
     tf.io.gfile.rmtree(target)
-  tf.saved_model.save(module, target, signatures={
-      "serving_default": module.scene_embeddings,
-      "scene_embeddings": module.scene_embeddings,
-      "timestamp_embeddings": module.timestamp_embeddings,
-      "clip_embeddings": module.clip_embeddings,
-  })
+  try:
+    tf.saved_model.save(module, target, signatures={
+        "serving_default": module.scene_embeddings,
+        "scene_embeddings": module.scene_embeddings,
+        "timestamp_embeddings": module.timestamp_embeddings,
+        "clip_embeddings": module.clip_embeddings,
+    })
+  except BaseException:  # a failed save (disk full, a signal) leaves no staging folder
+    if not in_place and tf.io.gfile.exists(target):
+      tf.io.gfile.rmtree(target)
+    raise
   metadata = {
       "format": "cola_tf frozen encoder v1",
       "sample_rate": module.sample_rate,

@@ -88,9 +88,7 @@ def main(argv=None):
                                a.warmup_epochs, a.weight_decay, a.standardize, a.seed,
                                a.augment, a.encoder_mode)
   try:
-    if settings.epochs < 1 or settings.batch_size < 1:
-      raise ValueError(f"--epochs and --batch_size must be >= 1, got {settings.epochs}, "
-                       f"{settings.batch_size}")
+    fit.check_settings(settings)
     embedder = (embedders.ExportEmbedder(a.export, a.embedding) if a.export
                 else embedders.LogMelStatsEmbedder())
     task = protocol.ProbeTask(a.data, a.task, a.classes, a.clip_seconds, a.min_speaker_clips)

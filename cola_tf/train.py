@@ -61,6 +61,9 @@ def main(argv):
     params += ["train.strategy = 'tpu'", f"train.tpu_address = {FLAGS.tpu!r}"]
   try:
     configuration.parse_gin(FLAGS.gin_file, params, model_dir)
+  except Exception as e:  # pylint: disable=broad-except  (a gin file or binding: a setting)
+    _fail(e, 2)
+  try:
     result = training.train(model_dir)
   except preemption.StopRequested as e:
     training.log(str(e))
@@ -71,7 +74,10 @@ def main(argv):
     _fail(e, 1)
   if FLAGS.export and result["chief"]:
     output = os.path.join(model_dir, "export")
-    meta = frozen_encoder.export(model_dir, output)
+    try:  # the run's own export: replaced by each run that finishes
+      meta = frozen_encoder.export(model_dir, output)
+    except Exception as e:  # pylint: disable=broad-except
+      _fail(e, 1)
     training.log(f"exported the frozen encoder ({meta['embedding_size']}-d, step "
                 f"{meta['training_step']}) to {output}")
 
@@ -97,6 +103,24 @@ def _exit_now(code):
   os._exit(code)  # pylint: disable=protected-access
 
 
+def _help():
+  """--help: this docstring, the flags, and the main gin bindings with their defaults."""
+  from cola_tf import encoders  # pylint: disable=import-outside-toplevel
+  from cola_tf import evaluation  # pylint: disable=import-outside-toplevel
+  from cola_tf import optimization  # pylint: disable=import-outside-toplevel
+  print(__doc__.strip() + "\n\nFlags:\n" + FLAGS.module_help(sys.modules[__name__]) + "\n")
+  print("\n".join(configuration.bindings_help({
+      "train": (training.train, ["model_dir"]),
+      "build_encoder": (encoders.build_encoder, ["input_shape"]),
+      "build_adamw": (optimization.build_adamw, ["total_steps", "steps_per_epoch",
+                                                 "global_batch_size", "batch_size_scaling"]),
+      "OnlineEvaluation": (evaluation.OnlineEvaluation, [])})))
+  print(f"  (build_encoder.name: one of {', '.join(encoders.ENCODERS)})")
+
+
 if __name__ == "__main__":
+  if {"-h", "--help", "-help", "--helpshort"} & set(sys.argv[1:]):
+    _help()
+    sys.exit(0)
   distribute.initialise_devices_quietly()  # before absl's start-up touches the devices
   app.run(main)

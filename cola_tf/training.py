@@ -229,6 +229,19 @@ def _remove_partial_checkpoints(directory):
       tf.io.gfile.remove(path)
 
 
+def _check_counts(**counts):
+  """ValueError naming the binding for a setting that is not a positive number (None: unset
+  is allowed where the name says so)."""
+  for name, (value, optional) in counts.items():
+    if value is None and optional:
+      continue
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or (
+        name != "train.crop_seconds" and name != "train.epochs" and value != int(value)):
+      kind = "a number" if name in ("train.crop_seconds", "train.epochs") else "an integer"
+      raise ValueError(f"{name} must be {kind} > 0{' or None' if optional else ''}, got "
+                       f"{value!r}")
+
+
 def _check_settings(precision, negatives, global_batch_size, replicas, jit_compile):
   if precision not in PRECISIONS:
     raise ValueError(f"train.precision must be one of {PRECISIONS}, got {precision!r}")
@@ -251,7 +264,7 @@ def _budget(source, global_batch_size, epochs, total_steps, steps_per_epoch):
     raise ValueError(f"train.source must be a registered source ({', '.join(sources.SOURCES)}),"
                      f" got {type(source).__name__}")
   audio_lib.BAD_FILES.reset()
-  pipeline.check_usable(source, frontend_lib.LogMelFrontend().sample_rate)
+  pipeline.check_usable(source, frontend_lib.LogMelFrontend().sample_rate, log)
   if global_batch_size > len(source):
     raise ValueError(f"train.global_batch_size={global_batch_size} is larger than the corpus "
                      f"({len(source)} clips): batches would hold a clip twice, and its crops "
@@ -416,6 +429,10 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
     evaluation: an `evaluation.OnlineEvaluation` (kNN and linear-probe scores every N steps),
       or None.
   """
+  _check_counts(**{f"train.{k}": (v, k in ("total_steps", "epochs")) for k, v in dict(
+      global_batch_size=global_batch_size, total_steps=total_steps, epochs=epochs,
+      steps_per_loop=steps_per_loop, checkpoint_every=checkpoint_every,
+      keep_checkpoints=keep_checkpoints, crop_seconds=crop_seconds).items()})
   _check_settings(precision, negatives, global_batch_size, None, jit_compile)
   name, strategy = strategy, distribute.build_strategy(strategy, tpu_address, devices,
                                                         cpu_replicas)

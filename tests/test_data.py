@@ -148,6 +148,23 @@ def test_no_usable_file_is_a_clear_error_before_training(tmp_path):
     pipeline.check_usable(sources.FolderSource(str(root)), SR)
 
 
+def test_a_mostly_silent_corpus_is_named_with_a_warning(tmp_path):
+  root = tmp_path / "quiet"
+  root.mkdir()
+  for i in range(5):
+    sf.write(str(root / f"s{i}.wav"), np.zeros(SR, np.float32) if i else _tone(440, 1.0), SR,
+             subtype="PCM_16")
+  lines = []
+  pipeline.check_usable(sources.FolderSource(str(root)), SR, lines.append)
+  assert len(lines) == 1 and "4 of the first 5 clips" in lines[0] and "silent" in lines[0]
+  lines.clear()
+  (root / "s1.wav").unlink()
+  for i in range(2, 5):
+    sf.write(str(root / f"s{i}.wav"), _tone(300 + i, 1.0), SR, subtype="PCM_16")
+  pipeline.check_usable(sources.FolderSource(str(root)), SR, lines.append)
+  assert not lines
+
+
 def _manifest(path, rows, header=("files", "labels", "duration")):
   with open(path, "w", newline="") as f:
     w = csv.writer(f)
@@ -215,14 +232,18 @@ def test_tfrecord_writer_reader_and_resume(tmp_path):
   # FLAC re-encoding of the ogg clips keeps their decoded length.
   assert len(got) == 8
   np.testing.assert_allclose(got, sorted(lengths.values()), atol=1200)
-  # Resume: only the missing shard is written again.
+  # Resume: only the missing shard and a truncated one are written again.
   os.remove(os.path.join(out, tfrecord_writer.shard_name(1, 3)))
+  truncated = os.path.join(out, tfrecord_writer.shard_name(2, 3))
+  with open(truncated, "r+b") as f:
+    f.truncate(os.path.getsize(truncated) - 10)
   again = subprocess.run([sys.executable, "-m", "cola_tf.data.make_tfrecords", "--manifest",
                           str(tmp_path / "m.csv"), "--out", out, "--shards", "3"],
                          cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
                          timeout=600)
   assert again.returncode == 0, again.stderr
-  assert "2 already written, 1 to write" in again.stdout
+  assert "1 already written, 2 to write" in again.stdout, again.stdout
+  assert f"{tfrecord_writer.shard_name(2, 3)}: " in again.stdout and "writing it again" in again.stdout
   assert len(_lengths(sources.TFRecordSource(os.path.join(out, "shard-*.tfrecord")))) == 8
   with pytest.raises(ValueError, match="no files match"):
     sources.TFRecordSource(str(tmp_path / "nothing-*.tfrecord"))

@@ -392,3 +392,33 @@ def test_prepare_speech_commands_probe_grid_errors(tmp_path, capsys):
   assert "--probe_grid is not JSON" in capsys.readouterr().err
   assert prepare_speech_commands.main(args + ["--probe_grid", '{"max_epochs": 3}']) == 2
   assert "'max_epochs' must map to a non-empty list" in capsys.readouterr().err
+
+
+def test_export_cli_never_replaces_silently_and_errors_in_one_line(trained, tmp_path, capsys):
+  """Wrong requests are refused before any work, with one line and exit 2; an export to a
+  new folder works; a failed save leaves no staging folder."""
+  from cola_tf import export as export_cli
+  model_dir, _ = trained  # shared: nothing here may write into it
+  checkpoint = tf.train.latest_checkpoint(model_dir)
+  refusals = [
+      (["--random_init_seed", "0"], "would replace the run's export"),
+      (["--checkpoint", checkpoint], "would replace the run's export"),
+      ([], "exists; pass --overwrite"),
+      (["--checkpoint", checkpoint + "9", "--output", str(tmp_path / "x")], "no such checkpoint"),
+      (["--checkpoint", checkpoint, "--random_init_seed", "1", "--output", str(tmp_path / "y")],
+       "not both")]
+  for args, message in refusals:
+    assert export_cli.main(["--model_dir", model_dir] + args) == 2, args
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+  assert export_cli.main(["--model_dir", str(tmp_path)]) == 2
+  assert "holds no operative_config.gin" in capsys.readouterr().err
+  out = str(tmp_path / "random")
+  assert export_cli.main(["--model_dir", model_dir, "--random_init_seed", "0", "--output",
+                          out]) == 0
+  assert export_metadata.read(out)["training_step"] == 0
+  assert export_cli.main(["--model_dir", model_dir, "--random_init_seed", "0", "--output",
+                          out]) == 2  # exists now
+  assert export_cli.main(["--model_dir", model_dir, "--random_init_seed", "1", "--output", out,
+                          "--overwrite"]) == 0
+  assert not os.path.exists(out + ".tmp-export")

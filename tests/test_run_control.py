@@ -184,6 +184,23 @@ def test_configuration_refusals_name_the_setting(tmp_path, clean_gin):
   with pytest.raises(ValueError, match="jit_compile = True with 2 replicas"):
     run(["train.strategy = 'mirrored'", "train.devices = ['/cpu:0', '/cpu:1']",
          "train.jit_compile = True"])
+  for binding, message in (("train.total_steps = 'abc'", "train.total_steps must be an integer"),
+                           ("train.global_batch_size = 0", "train.global_batch_size must be an"),
+                           ("train.steps_per_loop = 2.5", "train.steps_per_loop must be an"),
+                           ("train.crop_seconds = -1", "train.crop_seconds must be a number")):
+    with pytest.raises(ValueError, match=message):
+      run([binding])
+
+
+def test_gin_syntax_errors_exit_2_and_help_exits_0(tmp_path):
+  proc = subprocess.run(_cli(str(tmp_path / "run"), "train.total_steps = "), cwd=REPO,
+                        env=subprocess_env(), capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2 and "ERROR:" in proc.stdout and "Traceback" not in proc.stderr
+  helped = subprocess.run([sys.executable, "-m", "cola_tf.train", "--help"], cwd=REPO,
+                          env=subprocess_env(), capture_output=True, text=True, timeout=300)
+  assert helped.returncode == 0, helped.stderr[-2000:]
+  assert "train.total_steps = None" in helped.stdout and "--gin_file" in helped.stdout
+  assert "OnlineEvaluation.every = 1000" in helped.stdout and "tiny.gin" in helped.stdout
 
 
 def test_gradients_are_clipped_after_the_all_reduce():

@@ -32,13 +32,24 @@ def decoded_clips(source, sample_rate, num_shards=1, shard_index=0, seed=0, shuf
                           deterministic=deterministic, native_only=native_only)
 
 
-def check_usable(source, sample_rate):
-  """Fails before training if no clip of the source decodes (reads until the first good one)."""
-  for _ in source.waveforms(sample_rate, shuffle=False, deterministic=True,
-                            max_seconds=MAX_CLIP_SECONDS).take(1):
-    return
-  name = source.describe() if hasattr(source, "describe") else repr(source)
-  raise ValueError(f"no usable audio in {name}: {audio.BAD_FILES.summary()}")
+SILENCE_PEAK = 1e-4  # below this peak (-80 dBFS) a clip counts as silent
+SILENCE_CHECKED = 32  # clips read for the silence warning
+
+
+def check_usable(source, sample_rate, log=None):
+  """Fails before training if no clip of the source decodes, and warns (`log`) when most of
+  its first clips are silent: COLA cannot tell silent crops apart, so such a corpus trains
+  to chance."""
+  peaks = [float(tf.reduce_max(tf.abs(w))) if tf.size(w) else 0.0 for w in source.waveforms(
+      sample_rate, shuffle=False, deterministic=True,
+      max_seconds=MAX_CLIP_SECONDS).take(SILENCE_CHECKED)]
+  if not peaks:
+    raise ValueError(f"no usable audio in {source.describe()}: {audio.BAD_FILES.summary()}")
+  silent = sum(p < SILENCE_PEAK for p in peaks)
+  if log is not None and silent > len(peaks) // 2:
+    log(f"WARNING: {silent} of the first {len(peaks)} clips of {source.describe()} are "
+        f"silent (peak below {SILENCE_PEAK:g}): crops of silence cannot be told apart, so "
+        "such a corpus trains to chance; check the data")
 
 
 def name_long_clips(clips, max_seconds, max_named=LONG_CLIPS_NAMED):

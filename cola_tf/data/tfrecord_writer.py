@@ -77,18 +77,47 @@ def write_shard(job):
   final = os.path.join(out_dir, shard_name(index, total))
   written, skipped = 0, []
   options = tf.io.TFRecordOptions(compression_type=compression)
-  # The shard exists only once complete: its .json first, then the shard itself.
-  with files.atomic_output(final) as tmp, tf.io.TFRecordWriter(tmp, options) as w:
-    for path, label in rows:
-      try:
-        data, fmt, duration = _encode(path, out_format)
-      except Exception as e:  # pylint: disable=broad-except
-        skipped.append((path, f"{type(e).__name__}: {e}"))
-        continue
-      w.write(_example(path, label, data, fmt, duration))
-      written += 1
-    _write_json(final + ".json", {"clips": written, "skipped": skipped, **identity})
+  # The shard exists only once complete: its .json first (with the shard's size, which a
+  # rerun checks), then the shard itself.
+  with files.atomic_output(final) as tmp:
+    with tf.io.TFRecordWriter(tmp, options) as w:
+      for path, label in rows:
+        try:
+          data, fmt, duration = _encode(path, out_format)
+        except Exception as e:  # pylint: disable=broad-except
+          skipped.append((path, f"{type(e).__name__}: {e}"))
+          continue
+        w.write(_example(path, label, data, fmt, duration))
+        written += 1
+    _write_json(final + ".json", {"clips": written, "skipped": skipped,
+                                  "bytes": tf.io.gfile.stat(tmp).length, **identity})
   return index, written, skipped
+
+
+def _complete(out_dir, name):
+  """Whether shard `name` exists whole: its .json's size (or, for shards written before
+  sizes were recorded, its record count) matches the file; otherwise a line says why it is
+  written again."""
+  path = os.path.join(out_dir, name)
+  if not os.path.exists(path):
+    return False
+  try:
+    with open(path + ".json") as f:
+      meta = json.load(f)
+  except (OSError, ValueError):
+    log(f"{name}: no readable {name}.json: writing it again")
+    return False
+  size = os.path.getsize(path)
+  if "bytes" in meta and size != meta["bytes"]:
+    log(f"{name}: {size} bytes, {meta['bytes']} written (truncated or damaged): writing it again")
+    return False
+  if "bytes" not in meta:
+    from cola_tf.data import sources  # pylint: disable=import-outside-toplevel
+    counted = sources.count_records([path], meta.get("compression", "ZLIB").replace("NONE", ""))
+    if counted[0] != meta.get("clips"):
+      log(f"{name}: {counted[0]} records, {meta.get('clips')} written: writing it again")
+      return False
+  return True
 
 
 def _write_json(path, value):
@@ -164,8 +193,7 @@ def make_tfrecords(source, out_dir, shards, out_format=PCM16, compression="ZLIB"
     log(f"--overwrite: removing {len(stale)} stale shard(s) in {out_dir}")
     _clear(out_dir)
   jobs = [(i, shards, rows[i::shards], out_dir, out_format, compression, identity)
-          for i in range(shards)
-          if not os.path.exists(os.path.join(out_dir, shard_name(i, shards)))]
+          for i in range(shards) if not _complete(out_dir, shard_name(i, shards))]
   log(f"{len(rows)} clips -> {shards} {out_format} shards in {out_dir}; "
       f"{shards - len(jobs)} already written, {len(jobs)} to write")
   _run_jobs(jobs, shards, workers)

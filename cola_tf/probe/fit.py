@@ -33,6 +33,17 @@ class ProbeSettings:
     return self.learning_rate * self.batch_size / self.reference_batch
 
 
+def check_settings(settings):
+  """ValueError naming the flag for settings the probe cannot run with; returns them."""
+  if settings.epochs < 1 or settings.batch_size < 1:
+    raise ValueError(f"--epochs and --batch_size must be >= 1, got {settings.epochs}, "
+                     f"{settings.batch_size}")
+  if not 0 <= settings.warmup_epochs < settings.epochs:
+    raise ValueError(f"--warmup_epochs ({settings.warmup_epochs}) must be in [0, --epochs "
+                     f"({settings.epochs}))")
+  return settings
+
+
 def _standardiser(x_train, enabled):
   """x -> (x - mean) / std with the train split's statistics (identity when not enabled)."""
   mean, std = np.zeros(x_train.shape[1], np.float32), np.ones(x_train.shape[1], np.float32)
@@ -84,10 +95,7 @@ def fit_probe(data, num_classes, settings=None, epoch_features=None, verbose=Tru
   (None: data['test']). Returns a dict with best_epoch, valid_accuracy, test_accuracy,
   test predictions and the per-epoch history.
   """
-  settings = settings or ProbeSettings()
-  if not 0 <= settings.warmup_epochs < settings.epochs:
-    raise ValueError(f"--warmup_epochs ({settings.warmup_epochs}) must be in [0, --epochs "
-                     f"({settings.epochs}))")
+  settings = check_settings(settings or ProbeSettings())
   x_train, y_train = data["train"]
   valid, test = data["valid"], data["test"]
   standardise = _standardiser(x_train, settings.standardize)

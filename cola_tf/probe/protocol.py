@@ -30,6 +30,8 @@ class ProbeTask:
 
 
 def _check(embedder, settings):
+  """Every setting checked before any clip is embedded."""
+  fit.check_settings(settings)
   if settings.augment not in AUGMENTS:
     raise ValueError(f"--augment must be one of {AUGMENTS}, got {settings.augment!r}")
   if settings.encoder_mode not in ENCODER_MODES:
