@@ -242,6 +242,18 @@ def _check_counts(**counts):
                        f"{value!r}")
 
 
+def _check_tpu_node_source(strategy, tpu_address, source):
+  """A TPU node (a remote TPU: its address is not 'local') runs the input pipeline on the
+  TPU's own host, where a Python op cannot run: refuse other sources before connecting."""
+  remote = strategy == "tpu" and tpu_address not in (None, "", "local")
+  if remote and isinstance(source, sources.Source) and not source.python_free():
+    raise ValueError(
+        f"train.source: {source.describe()} decodes through Python, which a TPU node "
+        f"(train.tpu_address = {tpu_address!r}) cannot run on its host; write pcm16 TFRecords "
+        "(python -m cola_tf.data.make_tfrecords ... --format pcm16) and read them with "
+        "train.source = @TFRecordSource(), or train on a TPU VM (--tpu local)")
+
+
 def _check_settings(precision, negatives, global_batch_size, replicas, jit_compile):
   if precision not in PRECISIONS:
     raise ValueError(f"train.precision must be one of {PRECISIONS}, got {precision!r}")
@@ -434,6 +446,7 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
       steps_per_loop=steps_per_loop, checkpoint_every=checkpoint_every,
       keep_checkpoints=keep_checkpoints, crop_seconds=crop_seconds).items()})
   _check_settings(precision, negatives, global_batch_size, None, jit_compile)
+  _check_tpu_node_source(strategy, tpu_address, source)
   name, strategy = strategy, distribute.build_strategy(strategy, tpu_address, devices,
                                                         cpu_replicas)
   _check_settings(precision, negatives, global_batch_size, strategy.num_replicas_in_sync,

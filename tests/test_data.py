@@ -443,3 +443,15 @@ def test_pair_pipeline_normalises_each_crop_and_adds_noise_to_the_positive_only(
   with pytest.raises(ValueError, match="positive_noise_stddev"):
     pipeline.pair_dataset(sources.FolderSource(str(tmp_path / "loud")), None, 4, fe,
                           positive_noise_stddev=-1.0)
+
+
+def test_seed_streams_never_overlap_across_hosts_purposes_and_resumes():
+  """The old `seed * 1000003 + host + offset` gave host 1's crop stream to host 0's
+  shuffle; hashed streams are distinct over seeds (a resume adds its start step), hosts and
+  purposes."""
+  purposes = ("clips", "crops", "pair shuffle", "noise", "spec augment", "job")
+  streams = {pipeline.seed_stream(seed, host, p) for seed in range(20) for host in range(8)
+             for p in purposes}
+  assert len(streams) == 20 * 8 * len(purposes)
+  assert all(0 <= s < 2**63 for s in streams)
+  assert pipeline.seed_stream(5, 1, "crops") == pipeline.seed_stream(5, 1, "crops")

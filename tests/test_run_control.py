@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from cola_tf import configuration
 from cola_tf import training as train_lib
+from cola_tf.data import sources
 from cola_tf.data import tfrecord_writer
 from cola_tf.data import synthetic
 from conftest import REPO, subprocess_env
@@ -190,6 +191,13 @@ def test_configuration_refusals_name_the_setting(tmp_path, clean_gin):
                            ("train.crop_seconds = -1", "train.crop_seconds must be a number")):
     with pytest.raises(ValueError, match=message):
       run([binding])
+  # A TPU node (remote address) cannot run Python ops on its host: refused before connecting.
+  with pytest.raises(ValueError, match="cannot run on its host; write pcm16 TFRecords"):
+    run(["train.strategy = 'tpu'", "train.tpu_address = 'grpc://192.0.2.1:8470'"])
+  _, out = _records(tmp_path)  # pcm16 shards: decoded without Python
+  records = sources.TFRecordSource(os.path.join(out, "*.tfrecord"))
+  assert records.python_free()
+  train_lib._check_tpu_node_source("tpu", "grpc://192.0.2.1:8470", records)  # pylint: disable=protected-access
 
 
 def test_gin_syntax_errors_exit_2_and_help_exits_0(tmp_path):

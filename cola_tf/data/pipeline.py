@@ -5,6 +5,7 @@ Everything random is stateless and seeded from `seed`, so the pipeline is reprod
 the order in which parallel reads finish (`deterministic=True` removes that too). Files that
 cannot be decoded are dropped and tallied in `audio.BAD_FILES`.
 """
+import hashlib
 import sys
 
 import gin
@@ -114,6 +115,14 @@ def _ran_dry(source, element_spec):
   return tf.data.Dataset.from_tensors(0).map(fail)
 
 
+def seed_stream(seed, shard_index, purpose):
+  """A 63-bit seed for one random stream, hashed from (seed, input pipeline, purpose): the
+  streams of different hosts, purposes and resumes (seed + start step) never overlap as the
+  old `seed * 1000003 + host + small offset` could."""
+  digest = hashlib.sha256(f"{int(seed)}/{int(shard_index)}/{purpose}".encode()).digest()
+  return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
 def _keyed(ds, random_keys):
   """(key, element): keys 0, 1, 2... (reproducible), or, on tf.data service workers, random
   keys drawn per worker, so that no two workers produce the same crops or noise."""
@@ -146,7 +155,9 @@ def pair_dataset(source, input_context, global_batch_size, frontend, seed=0,
   `pair_shuffle_buffer`.
 
   `data_service_address` ('grpc://host:port' of a tf.data service dispatcher) moves the
-  whole pipeline onto the service's workers, one job per host ('<job>-<host index>'), with
+  whole pipeline onto the service's workers, one job per host ('<job>-<run>-<host index>';
+  <run> is hashed from the seed, which the trainer offsets by the step it starts from, so a
+  resumed run never meets a job of its earlier dataset graph on the dispatcher), with
   dynamic sharding: the dispatcher hands each file or shard to one worker at a time, and
   crops and noise come from per-worker random keys (no two workers repeat a stream). The
   workers' graph holds no Python, so they read pcm16 TFRecords (`make_tfrecords --format
@@ -160,23 +171,27 @@ def pair_dataset(source, input_context, global_batch_size, frontend, seed=0,
   num_shards, shard_index = _shard(input_context)
   crop_samples = int(round(crop_seconds * frontend.sample_rate))
   autotune = tf.data.AUTOTUNE
-  stream = seed * 1000003 + shard_index
-  service = data_service_address is not None
-  ds = _clip_stream(source, frontend.sample_rate, num_shards, shard_index, stream, cache,
-                    deterministic, service, max_clip_seconds)
+  def stream(purpose):
+    return seed_stream(seed, shard_index, purpose)
 
-  crop = _cropper(frontend, crop_samples, stream, short_clips)
+  service = data_service_address is not None
+  ds = _clip_stream(source, frontend.sample_rate, num_shards, shard_index, stream("clips"),
+                    cache, deterministic, service, max_clip_seconds)
+
+  crop = _cropper(frontend, crop_samples, stream("crops"), short_clips)
   ds = _keyed(ds, service).map(crop, num_parallel_calls=autotune,
                                        deterministic=deterministic)
   if not cache and pair_shuffle_buffer > 1:
-    ds = ds.shuffle(pair_shuffle_buffer, seed=stream + 1)
-  features = _featurizer(frontend, stream, positive_noise_stddev, spec_augment)
+    ds = ds.shuffle(pair_shuffle_buffer, seed=stream("pair shuffle"))
+  features = _featurizer(frontend, stream("noise"), stream("spec augment"),
+                         positive_noise_stddev, spec_augment)
   ds = _keyed(ds.batch(batch, drop_remainder=True), service)
   ds = ds.map(features, num_parallel_calls=autotune, deterministic=deterministic)
   if service:
     ds = ds.apply(tf.data.experimental.service.distribute(
         processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC,
-        service=data_service_address, job_name=f"{data_service_job}-{shard_index}"))
+        service=data_service_address,
+        job_name=f"{data_service_job}-{stream('job') % 10**12:012d}-{shard_index}"))
   options = tf.data.Options()
   options.deterministic = deterministic
   return ds.with_options(options).prefetch(autotune)
@@ -190,16 +205,16 @@ def _cropper(frontend, crop_samples, stream, short_clips):
   return crop
 
 
-def _featurizer(frontend, stream, positive_noise_stddev, spec_augment):
+def _featurizer(frontend, noise_stream, mask_stream, positive_noise_stddev, spec_augment):
   """(key, pairs [b, 2, samples]) -> {'anchor', 'positive'} log-mels: noise on the
   positive's normalised waveform, then the frontend, then SpecAugment as configured."""
   def features(index, pairs):
     noise = None
     if positive_noise_stddev > 0:
       noise = positive_noise_stddev * tf.random.stateless_normal(
-          tf.shape(pairs[:, 1]), seed=tf.stack([stream + 3, index]))
+          tf.shape(pairs[:, 1]), seed=tf.stack([noise_stream, index]))
     anchor, positive = augment.augment_pair(frontend(pairs[:, 0]), frontend(pairs[:, 1], noise),
-                                            tf.stack([stream + 2, index]), spec_augment)
+                                            tf.stack([mask_stream, index]), spec_augment)
     return {"anchor": anchor, "positive": positive}
   return features
 

@@ -65,6 +65,10 @@ class Source:
   def describe(self):
     return f"{type(self).__name__}({len(self)} clips)"
 
+  def python_free(self):
+    """Whether the source decodes without a Python op (what a TPU node's host can run)."""
+    return False
+
   def encoded(self, num_shards=1, shard_index=0, seed=0, shuffle=True):
     raise NotImplementedError(f"{type(self).__name__} must define encoded() or clips()")
 
@@ -344,6 +348,9 @@ class TFRecordSource(Source):
 
   def files(self):
     return list(self.shards)
+
+  def python_free(self):
+    return self.record_format == audio_lib.PCM16
 
   def describe(self):
     fmt = f", {self.record_format}" if self.record_format else ""
