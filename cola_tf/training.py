@@ -321,13 +321,14 @@ def _describe(strategy_name, strategy, global_batch_size, negatives, source, ste
   return per_anchor
 
 
-def _enter_guards(guards, chief, model_dir, out_dir):
-  """(lock, signals): the chief locks model_dir and removes partial saves; other workers
-  start from an empty scratch folder (a crash's leftovers are never restored)."""
+def _enter_guards(guards, chief, model_dir, out_dir, wait_for_lock=True):
+  """(lock, signals): the chief locks model_dir (waiting for another host's live lock when
+  `wait_for_lock`) and removes partial saves; other workers start from an empty scratch
+  folder (a crash's leftovers are never restored)."""
   lock = None
   tf.io.gfile.makedirs(model_dir)
   if chief:
-    lock = guards.enter_context(workdir_lock.ModelDirLock(model_dir, log))
+    lock = guards.enter_context(workdir_lock.ModelDirLock(model_dir, log, wait=wait_for_lock))
     _remove_partial_checkpoints(out_dir)
   elif tf.io.gfile.exists(out_dir):
     tf.io.gfile.rmtree(out_dir)
@@ -417,7 +418,7 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
           cpu_replicas=None, global_batch_size=64, epochs=None, total_steps=None,
           steps_per_epoch=None, steps_per_loop=10, checkpoint_every=100, keep_checkpoints=3,
           crop_seconds=0.96, negatives="replica", precision=None, jit_compile=False, seed=0,
-          evaluation=None):
+          evaluation=None, wait_for_lock=True):
   """Pretrains COLA into `model_dir`.
 
   Returns a dict: final 'step', 'start_step' (> 0 when resumed), final 'loss' and 'accuracy'
@@ -440,6 +441,8 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
     jit_compile: XLA for the train step (TPU compiles regardless; measured ~5x slower on CPU).
     evaluation: an `evaluation.OnlineEvaluation` (kNN and linear-probe scores every N steps),
       or None.
+    wait_for_lock: wait for another host's live lock on model_dir to go stale (False: fail
+      at once; see workdir_lock).
   """
   _check_counts(**{f"train.{k}": (v, k in ("total_steps", "epochs")) for k, v in dict(
       global_batch_size=global_batch_size, total_steps=total_steps, epochs=epochs,
@@ -462,7 +465,7 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
                                                   steps_per_epoch, global_batch_size)
   step_counter = optimizer.iterations
   with contextlib.ExitStack() as guards:
-    lock, signals = _enter_guards(guards, chief, model_dir, out_dir)
+    lock, signals = _enter_guards(guards, chief, model_dir, out_dir, wait_for_lock)
     restored = _restore(checkpoint, model_dir, chief)
     start_step = int(step_counter.numpy())
     result = {"step": start_step, "start_step": start_step, "chief": chief, "loss": None,

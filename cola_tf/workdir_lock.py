@@ -1,15 +1,25 @@
-"""One trainer per model_dir: a lock file that names its owner (host, pid), refreshed while
-the run lives, so a second trainer is refused with a clear error and a lock left behind by a
-killed run does not block the restart.
+"""One trainer per model_dir: a lock file that names its owner, kept fresh by a heartbeat
+thread while the run lives, so a second trainer is refused (or waits) with a clear line and a
+lock left behind by a killed run never blocks the restart.
 
-Liveness: on the same host the owner's pid is checked; from another host (a shared gs://
-model_dir) a lock whose heartbeat is older than `stale_after_s` counts as left behind. The
-check happens at start; two trainers started within the same second can both pass it, so
-the lock is read back after writing and a lost race is refused too.
+The lock (`cola_tf.lock`) holds the owner's host, pid, boot id and process start time, and a
+heartbeat written every `refresh_s` seconds by a background thread (also while the main
+thread is inside a long TensorFlow call: a TPU compilation, a loop of steps).
+* A lock whose heartbeat is older than `stale_after_s` (a few missed beats) is stale on any
+  host: its owner is gone.
+* On the same host a fresher lock is live only if its pid runs with the same boot id and
+  start time: a pid reused after a container restart does not keep a dead run's lock.
+* A live lock of this host refuses the new trainer at once (`ModelDirBusyError`); a fresh
+  lock of another host (a shared gs:// model_dir; a chief rescheduled elsewhere after a hard
+  kill) is waited for, with one line saying so, until it goes stale, then taken over, unless
+  `wait` is False (then: `ModelDirBusyError` at once).
+Two trainers starting in the same second can both see no lock, so the lock is read back
+after writing and a lost race is refused.
 """
 import json
 import os
 import socket
+import threading
 import time
 
 import tensorflow as tf
@@ -23,28 +33,72 @@ class ModelDirBusyError(RuntimeError):
   """Another live trainer owns the model_dir."""
 
 
-def _alive(owner, stale_after_s):
-  if owner.get("host") == socket.gethostname():
-    try:
-      os.kill(int(owner["pid"]), 0)
-    except ProcessLookupError:
-      return False
-    except PermissionError:  # exists, another user's
-      return True
+def _boot_id():
+  try:
+    with open("/proc/sys/kernel/random/boot_id") as f:
+      return f.read().strip()
+  except OSError:
+    return None
+
+
+def _start_time(pid):
+  """The process's start time in clock ticks since boot (None where /proc is missing)."""
+  try:
+    with open(f"/proc/{int(pid)}/stat") as f:
+      return int(f.read().rsplit(")", 1)[1].split()[19])
+  except (OSError, ValueError, IndexError):
+    return None
+
+
+def _pid_runs(pid):
+  try:
+    os.kill(int(pid), 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # exists, another user's
     return True
-  return time.time() - float(owner.get("heartbeat", 0)) < stale_after_s
+  return True
+
+
+def identity():
+  """This process, as a lock records it."""
+  pid = os.getpid()
+  return {"host": socket.gethostname(), "pid": pid, "boot_id": _boot_id(),
+          "start_time": _start_time(pid)}
+
+
+def age_s(owner):
+  return time.time() - float(owner.get("heartbeat", 0))
+
+
+def live(owner, stale_after_s):
+  """Whether the lock's owner still runs (see the module docstring)."""
+  if age_s(owner) >= stale_after_s:
+    return False
+  if owner.get("host") != socket.gethostname():
+    return True
+  if owner.get("boot_id") and owner.get("boot_id") != _boot_id():
+    return False  # written before this machine (or container) booted
+  if not _pid_runs(owner.get("pid", -1)):
+    return False
+  start = owner.get("start_time")
+  return start is None or start == _start_time(owner["pid"])
 
 
 class ModelDirLock:
-  """Context manager; `heartbeat()` refreshes the lock (rate-limited to `refresh_s`)."""
+  """Context manager holding model_dir's lock, its heartbeat refreshed every `refresh_s` by a
+  daemon thread; `heartbeat()` refreshes it from the caller too (rate-limited)."""
 
-  def __init__(self, model_dir, log=print, stale_after_s=600.0, refresh_s=60.0):
+  def __init__(self, model_dir, log=print, stale_after_s=120.0, refresh_s=30.0, wait=True,
+               poll_s=10.0):
     self.path = os.path.join(model_dir, LOCK_FILE)
-    self.me = {"host": socket.gethostname(), "pid": os.getpid()}
-    self._log = log
-    self._stale_after_s = stale_after_s
-    self._refresh_s = refresh_s
+    self.me = identity()
+    self._log, self._wait, self._poll_s = log, wait, poll_s
+    self._stale_after_s, self._refresh_s = stale_after_s, refresh_s
     self._written = 0.0
+    self._stop = threading.Event()
+    self._thread = None
+    self._write_lock = threading.Lock()
 
   def _read(self):
     try:
@@ -54,32 +108,65 @@ class ModelDirLock:
       return None
 
   def _write(self):
-    files.atomic_write(self.path, json.dumps({**self.me, "heartbeat": time.time()}))
-    self._written = time.time()
+    with self._write_lock:
+      files.atomic_write(self.path, json.dumps({**self.me, "heartbeat": time.time()}))
+      self._written = time.time()
 
   def _mine(self, owner):
-    return owner is not None and all(owner.get(k) == v for k, v in self.me.items())
+    return owner is not None and all(owner.get(k) == self.me[k] for k in ("host", "pid"))
+
+  def _busy(self, owner):
+    return ModelDirBusyError(
+        f"model_dir {os.path.dirname(self.path)} is in use by another trainer (pid "
+        f"{owner.get('pid')} on {owner.get('host')}, last heartbeat {age_s(owner):.0f} s ago): "
+        "stop it or use another --model_dir")
+
+  def _wait_until_free(self):
+    """Returns once no live lock of another trainer is left (waiting for another host's)."""
+    told = False
+    while True:
+      owner = self._read()
+      if owner is None or self._mine(owner) or not live(owner, self._stale_after_s):
+        if owner is not None and not self._mine(owner):
+          self._log(f"taking over the lock of a run that is gone (pid {owner.get('pid')} on "
+                    f"{owner.get('host')}, last heartbeat {age_s(owner):.0f} s ago)")
+        return
+      if owner.get("host") == self.me["host"] or not self._wait:
+        raise self._busy(owner)
+      if not told:
+        self._log(f"waiting for the trainer on {owner.get('host')} (pid {owner.get('pid')}), "
+                  f"last heartbeat {age_s(owner):.0f} s ago: its lock is taken over once "
+                  f"{self._stale_after_s:.0f} s pass without one (train.wait_for_lock = False "
+                  "fails at once instead)")
+        told = True
+      time.sleep(self._poll_s)
 
   def __enter__(self):
-    owner = self._read()
-    if owner is not None and not self._mine(owner):
-      if _alive(owner, self._stale_after_s):
-        raise ModelDirBusyError(
-            f"model_dir {os.path.dirname(self.path)} is in use by another trainer (pid "
-            f"{owner.get('pid')} on {owner.get('host')}): stop it or use another --model_dir")
-      self._log(f"taking over the lock of a run that is gone (pid {owner.get('pid')} on "
-                f"{owner.get('host')})")
+    self._wait_until_free()
     self._write()
     if not self._mine(self._read()):
       raise ModelDirBusyError(f"model_dir {os.path.dirname(self.path)}: another trainer "
                               "started at the same moment; stop one of them")
+    self._thread = threading.Thread(target=self._beat, name="cola_tf-lock-heartbeat",
+                                    daemon=True)
+    self._thread.start()
     return self
+
+  def _beat(self):
+    while not self._stop.wait(self._refresh_s):
+      try:
+        self._write()
+      except Exception:  # pylint: disable=broad-except  (a missed beat is retried)
+        pass
 
   def heartbeat(self):
     if time.time() - self._written >= self._refresh_s:
       self._write()
 
   def __exit__(self, *exc):
+    self._stop.set()
+    if self._thread is not None:
+      self._thread.join(timeout=5)
     if self._mine(self._read()):
       tf.io.gfile.remove(self.path)
     return False
