@@ -11,9 +11,13 @@ Errors are one line: exit 2 for arguments and settings, 1 for a failure while wr
 """
 import argparse
 import os
+import signal
 import sys
 
-import tensorflow as tf
+from cola_tf import preemption  # first: its signal thread must exist before TensorFlow's
+
+preemption.block_signals()
+import tensorflow as tf  # noqa: E402
 
 from cola_tf import distribute
 from cola_tf import logs
@@ -40,6 +44,11 @@ def main(argv=None):
     return 2
   try:
     meta = export(a.model_dir, output, a.checkpoint, random_init_seed=a.random_init_seed)
+  except KeyboardInterrupt:  # SIGTERM / SIGINT: the staging folder is already removed
+    signum = preemption.interrupted_by() or signal.SIGINT
+    logs.log(f"stopped on {signal.Signals(signum).name}: {output} is left as it was",
+             error=True)
+    return 128 + signum
   except (ValueError, tf.errors.NotFoundError) as e:
     logs.log(f"error: {e}", error=True)
     return 2

@@ -15,9 +15,13 @@ pipeline cannot leave it hanging at interpreter shutdown.
 """
 import os
 import re
+import signal
 import sys
 import traceback
 
+from cola_tf import preemption  # first: its signal thread must exist before TensorFlow's
+
+preemption.block_signals()
 # Model Garden registers its configs on import; it must come before gin parses any file.
 import official.modeling.optimization  # noqa: F401  pylint: disable=unused-import
 from absl import app
@@ -29,7 +33,6 @@ import tensorflow as tf
 from cola_tf import configuration
 from cola_tf import distribute
 from cola_tf import frozen_encoder
-from cola_tf import preemption
 from cola_tf import training
 from cola_tf import workdir_lock
 
@@ -68,6 +71,8 @@ def main(argv):
   except preemption.StopRequested as e:
     training.log(str(e))
     _exit_now(e.exit_code)
+  except KeyboardInterrupt:  # a signal before the training loop (start-up)
+    _interrupted("before training started")
   except (ValueError, FileNotFoundError, workdir_lock.ModelDirBusyError) as e:
     _fail(e, 2)
   except Exception as e:  # pylint: disable=broad-except
@@ -76,6 +81,9 @@ def main(argv):
     output = os.path.join(model_dir, "export")
     try:  # the run's own export: replaced by each run that finishes
       meta = frozen_encoder.export(model_dir, output)
+    except KeyboardInterrupt:
+      _interrupted(f"during the export: {output} is left as it was; the checkpoints are "
+                   "saved (python -m cola_tf.export exports them)")
     except Exception as e:  # pylint: disable=broad-except
       _fail(e, 1)
     training.log(f"exported the frozen encoder ({meta['embedding_size']}-d, step "
@@ -93,6 +101,12 @@ def _fail(error, code):
   message = re.sub(r" \(<[^>]*>\)", "", " ".join(l.strip() for l in message.splitlines()))
   training.log(f"ERROR: {message}" + ("" if FLAGS.traceback else " (--traceback for details)"))
   _exit_now(code)
+
+
+def _interrupted(when):
+  signum = preemption.interrupted_by() or 2
+  training.log(f"stopped on {signal.Signals(signum).name} {when}")
+  _exit_now(128 + signum)
 
 
 def _exit_now(code):

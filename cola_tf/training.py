@@ -489,6 +489,7 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
                    gin.operative_config_str())
     manager = tf.train.CheckpointManager(checkpoint, out_dir, max_to_keep=keep_checkpoints,
                                          step_counter=step_counter)
+    signals.saved = lambda: manager.latest_checkpoint or "none yet"
     progress = ProgressLine(step_counter, total_steps, global_batch_size, schedule)
     _start_evaluation(evaluation, strategy, model, frontend, crop_seconds, model_dir, chief,
                       start_step)

@@ -422,3 +422,19 @@ def test_export_cli_never_replaces_silently_and_errors_in_one_line(trained, tmp_
   assert export_cli.main(["--model_dir", model_dir, "--random_init_seed", "1", "--output", out,
                           "--overwrite"]) == 0
   assert not os.path.exists(out + ".tmp-export")
+
+
+def test_an_interrupted_save_leaves_no_staging_folder(tmp_path, monkeypatch):
+  """A signal during the export (KeyboardInterrupt from the signal thread) or a full disk:
+  the staging folder is removed, the target left as it was."""
+  from cola_tf import encoders
+  from cola_tf import frontend as frontend_lib
+  module = export_lib.FrozenEncoder(frontend_lib.LogMelFrontend(), encoders.small_cnn(
+      (100, 64), channels=(4, 8)), 15360)
+  def interrupted(*args, **kwargs):
+    tf.io.gfile.makedirs(args[1])  # a half-written SavedModel
+    raise KeyboardInterrupt
+  monkeypatch.setattr(tf.saved_model, "save", interrupted)
+  with pytest.raises(KeyboardInterrupt):
+    export_lib.save(module, str(tmp_path / "export"))
+  assert os.listdir(tmp_path) == []

@@ -268,3 +268,29 @@ def test_an_unreadable_newest_checkpoint_falls_back_to_the_one_before(tmp_path, 
   assert [os.path.basename(p) for p in state.all_model_checkpoint_paths][-2:] == [
       "ckpt-30", "ckpt-40"]
   tf.train.Checkpoint().read(os.path.join(model_dir, "ckpt-30")).expect_partial()
+
+
+def test_two_signals_inside_one_loop_stop_at_once_naming_the_checkpoint(tmp_path):
+  """The first SIGTERM is acknowledged on the spot (not at the end of the 50-step loop), the
+  second ends the process at once with 143, naming the checkpoint a rerun resumes from; no
+  traceback."""
+  model_dir = str(tmp_path / "run")
+  proc = subprocess.Popen(_cli(model_dir, "train.steps_per_loop = 50",
+                               "train.checkpoint_every = 50", "train.total_steps = 400"),
+                          cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+  try:
+    seen = _wait_for(proc, r"step 50/400")
+    time.sleep(2)  # ckpt-50 is written right after that line; the next loop takes ~15 s
+    proc.send_signal(signal.SIGTERM)
+    seen += _wait_for(proc, r"SIGTERM received", timeout=5)
+    proc.send_signal(signal.SIGTERM)
+    sent = time.time()
+    rest = proc.communicate(timeout=60)[0]
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  assert proc.returncode == 143, (seen + rest)[-3000:]
+  assert time.time() - sent < 10  # at once, not at the end of the loop in flight
+  assert f"the last checkpoint, {os.path.join(model_dir, 'ckpt-50')}, is where" in rest
+  assert "Traceback" not in seen + rest
