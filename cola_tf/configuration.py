@@ -88,6 +88,12 @@ def parse_gin(gin_files=(), gin_params=(), model_dir=None):
   return configs
 
 
+def save_operative_config(model_dir):
+  """Writes what gin has recorded as called (after the pipeline is built) beside the
+  checkpoints, atomically: a resume parses it first."""
+  files.atomic_write(os.path.join(model_dir, OPERATIVE_CONFIG), gin.operative_config_str())
+
+
 def configured_source(gin_files, gin_params):
   """The source the trainer would read with these configs (`train.source`), built."""
   from cola_tf import training  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import

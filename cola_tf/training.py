@@ -29,7 +29,6 @@ from cola_tf import distribute
 from cola_tf import logs
 from cola_tf import encoders
 from cola_tf import evaluation as evaluation_lib
-from cola_tf import files
 from cola_tf import frontend as frontend_lib
 from cola_tf import model as model_lib
 from cola_tf import optimization
@@ -484,9 +483,8 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
                                           seed=seed + start_step, crop_seconds=crop_seconds))
     trainer = ColaTrainer(strategy, model, optimizer, dataset, negatives, global_batch_size,
                           jit_compile)
-    if chief:  # after the pipeline is built: gin records only what has been called
-      files.atomic_write(os.path.join(model_dir, configuration.OPERATIVE_CONFIG),
-                   gin.operative_config_str())
+    if chief:
+      configuration.save_operative_config(model_dir)
     manager = tf.train.CheckpointManager(checkpoint, out_dir, max_to_keep=keep_checkpoints,
                                          step_counter=step_counter)
     signals.saved = lambda: manager.latest_checkpoint or "none yet"

@@ -146,3 +146,10 @@ def test_the_registries_are_listed_once_in_the_docs():
   assert _names_in_table("| encoder | what |") == ours
   registered = {n for n, c in sources.SOURCES.items() if c.__module__.startswith("cola_tf")}
   assert _names_in_table("| source | what |") == registered
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+  with open(os.path.join(REPO, ".ci", "run")) as f:
+    ci_command = f.read().strip().splitlines()[-1]
+  with open(os.path.join(REPO, "README.md")) as f:
+    assert f"\n{ci_command}\n" in f.read(), f"README does not show .ci/run's {ci_command!r}"

@@ -11,6 +11,7 @@ from cola_tf import encoders
 from cola_tf import frontend as frontend_lib
 from cola_tf import frozen_encoder
 import hear_module
+from conftest import in_fresh_process
 
 
 def throwaway_encoder(input_shape, pooling="max", drop_path_rate=0.0, width=4):
@@ -91,6 +92,33 @@ def test_drop_path_training_differs_from_inference():
   assert 0.3 < (per_example[:, 0] == 0).mean() < 0.7
   with pytest.raises(ValueError):
     encoders.DropPath(1.0)
+
+
+def drop_path_applied_on_two_replicas(*names):
+  """(Run in a fresh process: see conftest.in_fresh_process.)"""
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  for name in names:
+    with strategy.scope():
+      enc = encoders.build_encoder(name, input_shape=(96, 64), drop_path_rate=0.5)
+    x = tf.random.normal([4, 96, 64])
+    rates = [l.rate for l in enc.layers if isinstance(l, encoders.DropPath)]
+    assert rates and max(rates) == pytest.approx(0.5), name
+
+    @tf.function
+    def step(training):
+      return strategy.run(lambda: enc(x, training=training))  # noqa: B023 (traced here)
+
+    infer_out = strategy.experimental_local_results(step(False))
+    train_out = strategy.experimental_local_results(step(True))
+    train_again = strategy.experimental_local_results(step(True))
+    for t, t2, i in zip(train_out, train_again, infer_out):
+      assert not np.allclose(t.numpy(), i.numpy()), name
+      assert not np.allclose(t.numpy(), t2.numpy()), name  # a fresh random drop each call
+
+
+def test_drop_path_is_applied_in_the_encoder_inside_a_distributed_step():
+  in_fresh_process("test_encoders", "drop_path_applied_on_two_replicas", "small_cnn",
+                   "convnext_tiny")
 
 
 def test_convnext_depthwise_equals_keras_applications_and_weights_move_both_ways():

@@ -17,7 +17,8 @@ pytestmark = [
                        reason="the experiment's corpus needs espeak-ng (setup.sh)")]
 
 TOY = ["--speakers", "8", "--words", "4", "--takes", "3", "--unlabeled", "12", "--steps", "6",
-       "--seeds", "2", "--probe_epochs", "5", "--ablations", "--arms", "cola recipe,cola tuned",
+       "--seeds", "2", "--probe_epochs", "5", "--ablations", "1,7,8",
+       "--arms", "cola recipe,cola tuned",
        "--curves", "--curve_steps", "8", "--eval_every", "4"]
 
 
@@ -47,11 +48,10 @@ def test_toy_experiment_writes_results_and_resumes(tmp_path):
   with open(os.path.join(out, "results.md")) as f:
     table = f.read()
   assert "| cola recipe |" in table and "keyword (4 words)" in table
-  for variant in ("cosine similarity (T = 0.1)", "per-window log-mel normalisation",
-                  "no waveform normalisation", "no positive noise", "SpecAugment on both crops",
-                  "SpecAugment fill: the mean, not 0", "2 replicas, global negatives",
-                  "statistics pooling (mean + std over time)"):
+  for variant in ("cosine similarity (T = 0.1)", "2 replicas, global negatives",
+                  "statistics pooling (mean + std over time)"):  # the three asked for
     assert f"| {variant} |" in table, variant
+  assert "| no positive noise |" not in table  # (every file parses: test_gin_configs)
   run = os.path.join(out, "runs", "ablation_2_replicas_global_negatives")
   with open(os.path.join(run, "operative_config.gin")) as f:
     config = f.read()

@@ -79,10 +79,14 @@ HEAR_PROBE_GRID = {"batch_size": [64], "max_epochs": [100], "patience": [20],
 ABLATIONS_DIR = os.path.join(HERE, "ablations")
 
 
-def ablations():
-  """[(name, gin file)] in file-name order; the name is the file's `# ablation:` line."""
+def ablations(only="all"):
+  """[(name, gin file)] in file-name order; the name is the file's `# ablation:` line.
+  `only`: 'all', or comma-separated file-name prefixes (numbers: '1,7')."""
   found = []
+  prefixes = None if only == "all" else [f"{p.strip()}_" for p in only.split(",")]
   for path in sorted(glob.glob(os.path.join(ABLATIONS_DIR, "*.gin"))):
+    if prefixes and not os.path.basename(path).startswith(tuple(prefixes)):
+      continue
     with open(path) as f:
       first = f.readline()
     if not first.startswith("# ablation: "):
@@ -391,20 +395,25 @@ def main(argv=None):
   p.add_argument("--steps", type=int, default=300, help="pretraining steps per run")
   p.add_argument("--seeds", type=int, default=3, help="pretraining / random-init seeds")
   p.add_argument("--probe_epochs", type=int, default=PROBE_SETTINGS["epochs"])
-  p.add_argument("--ablations", action="store_true", help="also run the ablations")
+  p.add_argument("--ablations", nargs="?", const="all", default=None,
+                 help="also run the ablations (all, or the numbered files given: 1,7)")
   p.add_argument("--curves", action="store_true",
                  help="also pretrain each arm once for --curve_steps with online evaluation "
                       "every --eval_every steps: learning_curves.png / .csv")
   p.add_argument("--curve_steps", type=int, default=3000)
   p.add_argument("--arms", default=",".join(ARMS),
                  help=f"comma-separated subset of the arms ({', '.join(ARMS)})")
+  p.add_argument("--curve_arms", default=None,
+                 help="the arms of --curves (default: --arms)")
   p.add_argument("--eval_every", type=int, default=250)
   p.add_argument("--no_heareval", action="store_true")
   a = p.parse_args(argv)
-  unknown = [n for n in a.arms.split(",") if n not in ARMS]
-  if unknown:
-    p.error(f"--arms: unknown {unknown}; choose from {list(ARMS)}")
+  for flag, names in (("--arms", a.arms), ("--curve_arms", a.curve_arms or a.arms)):
+    unknown = [n for n in names.split(",") if n not in ARMS]
+    if unknown:
+      p.error(f"{flag}: unknown {unknown}; choose from {list(ARMS)}")
   arms = {n: ARMS[n] for n in a.arms.split(",")}
+  curve_arms = {n: ARMS[n] for n in (a.curve_arms or a.arms).split(",")}
   started = time.time()
   out = os.path.abspath(a.out)
   os.makedirs(out, exist_ok=True)
@@ -415,7 +424,7 @@ def main(argv=None):
   if a.curves:
     curve_runs = [(arm, pretrain(out, f"{arm} curve", [gin_file], manifest, 0, a.curve_steps,
                                  curves.eval_params(data, a.eval_every)))
-                  for arm, gin_file in arms.items()]
+                  for arm, gin_file in curve_arms.items()]
     curves.write(out, curve_runs, curves.logmel_levels(data))
     log(f"learning curves: {out}/learning_curves.png, learning_curves.csv")
 
@@ -452,7 +461,7 @@ def main(argv=None):
       ablation_rows.append(("none: the arm as configured (seed 0)", 0, task,
                             probes[(base, task)]))
     ablation_encoders = []
-    for variant, gin_file in ablations():
+    for variant, gin_file in ablations(a.ablations):
       model_dir = pretrain(out, f"ablation {variant}", [ARMS[ABLATION_ARM], gin_file], manifest,
                            0, a.steps)
       runs.append((f"ablation: {variant}", model_dir))
