@@ -6,10 +6,12 @@ r"""Probes an export through the standard HEAR harness (see cola_tf.hear_harness
 import argparse
 import json
 import os
+import signal
 import sys
 
 from cola_tf import files
 from cola_tf import hear_tasks
+from cola_tf import workdir_lock
 from cola_tf.hear_harness import evaluate
 from cola_tf.hear_harness import summary
 
@@ -27,12 +29,26 @@ def main(argv=None):
                  help="grid points sampled by heareval's model selection (default 8)")
   a = p.parse_args(argv)
   work = os.path.abspath(a.work)
+  received = []
+
+  def interrupt(signum, _):
+    received.append(signum)
+    raise KeyboardInterrupt
+
+  signal.signal(signal.SIGTERM, interrupt)
+  signal.signal(signal.SIGINT, interrupt)
   try:
     model_id, results, metas = evaluate(os.path.abspath(a.model), os.path.abspath(a.tasks),
                                         work, a.task, a.grid, a.grid_points)
-  except ValueError as e:
+  except (ValueError, workdir_lock.ModelDirBusyError) as e:
     hear_tasks.log(f"ERROR: {e}", error=True)
     return 2
+  except KeyboardInterrupt:
+    signum = received[0] if received else signal.SIGINT
+    hear_tasks.log(f"stopped by {signal.Signals(signum).name}, the harness's processes with "
+                   "it; the same command continues (finished tasks' embeddings and "
+                   "predictions are kept)", error=True)
+    return 128 + signum
   for task, scores in results.items():
     hear_tasks.log(hear_tasks.describe(task, scores, metas[task]))
   path = os.path.join(work, "embeddings", model_id, "scores.json")

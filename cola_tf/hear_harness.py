@@ -23,24 +23,24 @@ the others, and writes them to WORK/embeddings/MODEL_ID/scores.json.
   (`cola_tf.prepare_speech_commands` writes `hidden_layers: [0]` there: a linear probe).
 The harness is the `[hear]` extra plus heareval/hearvalidator (see docs/hear.md).
 """
+import glob
 import json
 import os
-import subprocess
+import re
 import sys
+import time
 
 from cola_tf import export_metadata
 from cola_tf import files
+from cola_tf import hear_process
 from cola_tf import hear_tasks
+from cola_tf import logs
+from cola_tf import workdir_lock
 
 PREDICTION_SETTINGS = "cola_tf_prediction_settings.json"
 MODULE = "hear_module"
-
-
-def _run(args, env):
-  hear_tasks.log("$ " + " ".join(args))
-  proc = subprocess.run(args, env=env)
-  if proc.returncode:
-    raise SystemExit(f"[hear_eval] failed (exit {proc.returncode}): {' '.join(args)}")
+# heareval's task logger: "predict - TASK - time - msecs - Grid point 2 of 8: {...}"
+PREDICTION_STEP = re.compile(r"^predict - (.+?) - .* - ((?:Grid point|Training split) \d+ of \d+)")
 
 
 def _harness_env():
@@ -67,28 +67,82 @@ def _forget_stale_predictions(task_dir, settings):
   files.atomic_write(path, json.dumps(settings))
 
 
+class EmbeddingProgress:
+  """`clips done / total, ETA` of heareval's embeddings runner, from the per-clip files it
+  writes (tasks finished earlier count as done)."""
+
+  def __init__(self, view, task_names, out):
+    self.total = sum(len(glob.glob(os.path.join(view, name, "16000", "*", "*.wav")))
+                     for name in task_names)
+    self.pattern = os.path.join(out, MODULE, "*", "*", "*.embedding.npy")
+    self.started, self.first = time.time(), len(glob.glob(self.pattern))
+
+  def __call__(self):
+    done = min(len(glob.glob(self.pattern)), self.total)
+    rate = (done - self.first) / max(time.time() - self.started, 1e-9)
+    eta = f", ETA {logs.format_seconds((self.total - done) / rate)}" if rate > 0 else ""
+    return f"{done}/{self.total} clips{eta}"
+
+
+class PredictionProgress:
+  """`task k of n (NAME): grid point i of m` from heareval's predictions log."""
+
+  def __init__(self, log_path, task_dirs):
+    self.log_path, self.task_dirs = log_path, task_dirs
+
+  def __call__(self):
+    done = sum(os.path.exists(os.path.join(t, "prediction-done.json")) for t in self.task_dirs)
+    where = ""
+    for line in reversed(hear_process.tail(self.log_path, lines=400)):
+      match = PREDICTION_STEP.match(line)
+      if match:
+        where = f" ({match.group(1)}: {match.group(2).lower()})"
+        break
+    return f"{done} of {len(self.task_dirs)} tasks done{where}"
+
+
+def _harness(model, view, out, work, task, task_names, grid, grid_points):
+  """hear-validator, heareval's embeddings and predictions runners, each logged to
+  WORK/logs/MODEL_ID/STAGE.log with progress lines; returns the embedded task folders."""
+  env, py = _harness_env(), sys.executable
+  log_dir = os.path.join(work, "logs", os.path.basename(out))
+  hear_process.run_logged([py, "-c", "from hearvalidator.validate import main; main()", MODULE,
+                           "--model", model], env, os.path.join(log_dir, "validator.log"),
+                          "hear-validator", cwd=work)
+  hear_process.run_logged(
+      [py, "-m", "heareval.embeddings.runner", MODULE, "--model", model, "--tasks-dir", view,
+       "--embeddings-dir", out, "--task", task], env, os.path.join(log_dir, "embeddings.log"),
+      "embeddings", EmbeddingProgress(view, task_names, out), cwd=work)
+  embedded = [os.path.join(out, MODULE, name) for name in task_names]
+  for task_dir in embedded:
+    _forget_stale_predictions(task_dir, {"grid": grid, "grid_points": grid_points})
+  log_path = os.path.join(log_dir, "predictions.log")
+  hear_tasks.log(f"predictions: heareval grid {grid}, {grid_points} grid point(s) per task")
+  hear_process.run_logged(
+      [py, "-m", "heareval.predictions.runner", *embedded, "--grid", grid, "--grid-points",
+       str(grid_points)], env, log_path, "predictions", PredictionProgress(log_path, embedded),
+      cwd=work)
+  return embedded
+
+
 def evaluate(model, tasks, work, task="all", grid="default", grid_points=8):
-  """Returns (model id, {task name: heareval's test scores dict}, {task: metadata})."""
+  """Returns (model id, {task name: heareval's test scores dict}, {task: metadata}).
+  One hear_eval per --work at a time (a lock, as the trainer's on its model_dir)."""
   metadata = export_metadata.read(model, who="hear_eval --model")
   model_id = export_metadata.identity(metadata)
   task_dirs = hear_tasks.find_tasks(tasks, task)
-  view = hear_tasks.task_view(task_dirs, os.path.join(work, "tasks"),
-                              os.path.join(work, "resampled"))
-  out = os.path.join(work, "embeddings", model_id)
-  os.makedirs(out, exist_ok=True)
-  files.atomic_write(os.path.join(out, "model.json"),
-                     json.dumps({"export": model, "metadata": metadata}, indent=1))
-  hear_tasks.log(f"model {model_id} ({model}) -> {out}")
-  env, py = _harness_env(), sys.executable
-  _run([py, "-c", "from hearvalidator.validate import main; main()", MODULE,
-        "--model", model], env)
-  _run([py, "-m", "heareval.embeddings.runner", MODULE, "--model", model,
-        "--tasks-dir", view, "--embeddings-dir", out, "--task", task], env)
-  embedded = [os.path.join(out, MODULE, os.path.basename(t)) for t in task_dirs]
-  for task_dir in embedded:
-    _forget_stale_predictions(task_dir, {"grid": grid, "grid_points": grid_points})
-  _run([py, "-m", "heareval.predictions.runner", *embedded, "--grid", grid,
-        "--grid-points", str(grid_points)], env)
+  os.makedirs(work, exist_ok=True)
+  with workdir_lock.ModelDirLock(work, hear_tasks.log, wait=False,
+                                 user=("hear_eval", "--work", "")):
+    view = hear_tasks.task_view(task_dirs, os.path.join(work, "tasks"),
+                                os.path.join(work, "resampled"))
+    out = os.path.join(work, "embeddings", model_id)
+    os.makedirs(out, exist_ok=True)
+    files.atomic_write(os.path.join(out, "model.json"),
+                       json.dumps({"export": model, "metadata": metadata}, indent=1))
+    hear_tasks.log(f"model {model_id} ({model}) -> {out}")
+    embedded = _harness(model, view, out, work, task,
+                        [os.path.basename(t) for t in task_dirs], grid, grid_points)
   results, metas = {}, {}
   for task_dir in embedded:
     name = os.path.basename(task_dir)

@@ -15,3 +15,9 @@ def log(message, component="cola_tf", error=False):
 def logger(component):
   """`log` bound to one component's prefix, e.g. logger("linear_probe")("done")."""
   return functools.partial(log, component=component)
+
+
+def format_seconds(seconds):
+  """H:MM:SS, for ETAs and durations in progress lines."""
+  seconds = int(max(0, seconds))
+  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

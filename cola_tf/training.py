@@ -52,11 +52,6 @@ class NonFiniteLossError(RuntimeError):
 log = logs.logger("cola_tf")
 
 
-def _format_seconds(seconds):
-  seconds = int(max(0, seconds))
-  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
 def aggregated_gradients(gradients, clip_norm):
   """Sums per-replica gradients over all replicas, then clips by the global norm: the
   clipping sees the whole batch's gradient (Model Garden's AdamW clips each replica's part
@@ -167,7 +162,7 @@ class ProgressLine:
     eta = (self.total_steps - step) * self.global_batch_size / self._rate
     log(f"step {step}/{self.total_steps} ({100 * step / self.total_steps:.0f}%) | loss "
         f"{loss:.4f} | acc {accuracy:.3f} | lr {lr:.2e} | {rate:.1f} clips/s | ETA "
-        f"{_format_seconds(eta)}{self.note}")
+        f"{logs.format_seconds(eta)}{self.note}")
     self.note = ""
 
 

@@ -90,8 +90,11 @@ class ModelDirLock:
   daemon thread; `heartbeat()` refreshes it from the caller too (rate-limited)."""
 
   def __init__(self, model_dir, log=print, stale_after_s=120.0, refresh_s=30.0, wait=True,
-               poll_s=10.0):
+               poll_s=10.0, user=("trainer", "--model_dir", "train.wait_for_lock = False")):
+    """user: who holds such locks, the flag naming the folder, and what makes it fail at once
+    instead of waiting (hear_eval locks its --work with this class too)."""
     self.path = os.path.join(model_dir, LOCK_FILE)
+    self._user, self._flag, self._no_wait = user
     self.me = identity()
     self._log, self._wait, self._poll_s = log, wait, poll_s
     self._stale_after_s, self._refresh_s = stale_after_s, refresh_s
@@ -117,9 +120,9 @@ class ModelDirLock:
 
   def _busy(self, owner):
     return ModelDirBusyError(
-        f"model_dir {os.path.dirname(self.path)} is in use by another trainer (pid "
-        f"{owner.get('pid')} on {owner.get('host')}, last heartbeat {age_s(owner):.0f} s ago): "
-        "stop it or use another --model_dir")
+        f"{self._flag.lstrip('-')} {os.path.dirname(self.path)} is in use by another "
+        f"{self._user} (pid {owner.get('pid')} on {owner.get('host')}, last heartbeat "
+        f"{age_s(owner):.0f} s ago): stop it or use another {self._flag}")
 
   def _wait_until_free(self):
     """Returns once no live lock of another trainer is left (waiting for another host's)."""
@@ -134,10 +137,10 @@ class ModelDirLock:
       if owner.get("host") == self.me["host"] or not self._wait:
         raise self._busy(owner)
       if not told:
-        self._log(f"waiting for the trainer on {owner.get('host')} (pid {owner.get('pid')}), "
-                  f"last heartbeat {age_s(owner):.0f} s ago: its lock is taken over once "
-                  f"{self._stale_after_s:.0f} s pass without one (train.wait_for_lock = False "
-                  "fails at once instead)")
+        self._log(f"waiting for the {self._user} on {owner.get('host')} (pid "
+                  f"{owner.get('pid')}), last heartbeat {age_s(owner):.0f} s ago: its lock is "
+                  f"taken over once {self._stale_after_s:.0f} s pass without one "
+                  f"({self._no_wait} fails at once instead)")
         told = True
       time.sleep(self._poll_s)
 
@@ -145,8 +148,8 @@ class ModelDirLock:
     self._wait_until_free()
     self._write()
     if not self._mine(self._read()):
-      raise ModelDirBusyError(f"model_dir {os.path.dirname(self.path)}: another trainer "
-                              "started at the same moment; stop one of them")
+      raise ModelDirBusyError(f"{self._flag.lstrip('-')} {os.path.dirname(self.path)}: another "
+                              f"{self._user} started at the same moment; stop one of them")
     self._thread = threading.Thread(target=self._beat, name="cola_tf-lock-heartbeat",
                                     daemon=True)
     self._thread.start()

@@ -37,7 +37,8 @@ def test_every_seed_config_is_present():
 
 @pytest.mark.parametrize("path", GIN_FILES, ids=os.path.basename)
 def test_gin_file_parses_and_builds(path, clean_gin):
-  configuration.parse_gin([path], [], None)
+  variant = os.path.basename(os.path.dirname(path)) == "variants"  # added after a config
+  configuration.parse_gin(["tiny"] * variant + [path], [], None)
   frontend = frontend_lib.LogMelFrontend()
   shape = configuration.model_input_shape(frontend, gin.query_parameter("train.crop_seconds"))
   assert shape == (100, 64)

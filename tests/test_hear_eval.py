@@ -5,8 +5,10 @@ import hashlib
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ import soundfile as sf
 import hear_task_writer
 from cola_tf import export_metadata
 from cola_tf import hear_tasks
+from cola_tf import workdir_lock
 from conftest import REPO, subprocess_env
 
 pytestmark = pytest.mark.slow
@@ -63,7 +66,13 @@ def test_every_task_type_and_two_models_in_one_work_folder(exports, tasks, tmp_p
   work = str(tmp_path / "work")
   out = _run(["cola_tf.hear_eval", "--model", trained, "--tasks", tasks, "--work", work,
               "--grid-points", "1"])
-  assert "Looks good!" in out and "--grid default --grid-points 1" in out
+  assert "hear-validator: done in" in out and "heareval grid default, 1 grid point(s)" in out
+  assert len(out.splitlines()) < 40, out  # heareval's own output is in the logs
+  trained_id = export_metadata.identity(export_metadata.read(trained))
+  with open(os.path.join(work, "logs", trained_id, "validator.log")) as f:
+    assert "Looks good!" in f.read()
+  with open(os.path.join(work, "logs", trained_id, "predictions.log")) as f:
+    assert "Grid point 1 of 1" in f.read()
   lines = _scores(out)
   assert set(lines) == {"tones_scene-48k", "tones_kfold", "beeps_event"}, out[-3000:]
   assert lines["beeps_event"].startswith("event_onset_200ms_fms ")
@@ -71,10 +80,10 @@ def test_every_task_type_and_two_models_in_one_work_folder(exports, tasks, tmp_p
   assert lines["tones_kfold"].startswith("top1_acc ") and "over 3 folds" in lines["tones_kfold"]
   assert "(mAP " in lines["tones_kfold"]
   assert "resampling 24 clips from 48000 Hz to 16000 Hz" in out
-  trained_id = export_metadata.identity(export_metadata.read(trained))
   random_id = export_metadata.identity(export_metadata.read(random_init))
   assert trained_id != random_id and "random-init" in random_id
 
+  _stopped_mid_embeddings(random_init, tasks, work)
   out2 = _run(["cola_tf.hear_eval", "--model", random_init, "--tasks", tasks, "--work", work,
                "--grid-points", "1"])
   assert "resampling" not in out2  # the 48 kHz task was resampled once, for both models
@@ -106,6 +115,38 @@ def test_every_task_type_and_two_models_in_one_work_folder(exports, tasks, tmp_p
   assert _scores(out3) == lines
 
 
+def _stopped_mid_embeddings(model, tasks, work):
+  """SIGTERM while heareval's embeddings runner works: hear_eval exits 143 with one line and
+  no process of the harness is left."""
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "cola_tf.hear_eval", "--model", model, "--tasks", tasks,
+       "--work", work, "--grid-points", "1"], cwd=REPO, env=subprocess_env(),
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  for line in proc.stdout:
+    if "embeddings: running" in line:
+      break
+  time.sleep(3.0)  # the runner is importing its model
+  assert _processes_naming(work), "the embeddings runner should be running"
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=60)
+  assert proc.returncode == 128 + signal.SIGTERM, out + err
+  assert "stopped by SIGTERM" in err and "Traceback" not in err, err
+  assert not _processes_naming(work)
+  assert not os.path.exists(os.path.join(work, "cola_tf.lock"))
+
+
+def _processes_naming(text):
+  found = []
+  for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
+    try:
+      with open(cmdline, "rb") as f:
+        if text.encode() in f.read():
+          found.append(cmdline)
+    except OSError:
+      pass
+  return found
+
+
 def test_resampling_resumes_and_names_bad_clips(tmp_path):
   root = str(tmp_path / "tasks")
   task = hear_task_writer.scene_task(root, rates=(48000, 16000))
@@ -135,7 +176,7 @@ def test_resampling_resumes_and_names_bad_clips(tmp_path):
   assert not os.path.exists(os.path.join(resampled, hear_tasks.COMPLETE))
 
 
-def test_hear_eval_errors(tmp_path, exports):
+def test_hear_eval_errors(tmp_path, exports, tasks):
   proc = subprocess.run([sys.executable, "-m", "cola_tf.hear_eval", "--model", str(tmp_path),
                          "--tasks", str(tmp_path)], cwd=REPO, env=subprocess_env(),
                         capture_output=True, text=True, timeout=300)
@@ -144,3 +185,12 @@ def test_hear_eval_errors(tmp_path, exports):
                          "--tasks", str(tmp_path)], cwd=REPO, env=subprocess_env(),
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 2 and "holds no HEAR task" in proc.stderr
+  work = tmp_path / "busy"
+  work.mkdir()
+  (work / workdir_lock.LOCK_FILE).write_text(json.dumps({**workdir_lock.identity(),
+                                                          "heartbeat": time.time()}))
+  proc = subprocess.run([sys.executable, "-m", "cola_tf.hear_eval", "--model", exports[0],
+                         "--tasks", tasks, "--work", str(work)], cwd=REPO,
+                        env=subprocess_env(), capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2, proc.stderr
+  assert f"work {work} is in use by another hear_eval (pid {os.getpid()}" in proc.stderr
