@@ -30,6 +30,8 @@ import re
 import sys
 import time
 
+import tensorflow as tf
+
 from cola_tf import export_metadata
 from cola_tf import files
 from cola_tf import hear_process
@@ -47,6 +49,18 @@ def _harness_env():
   env = dict(os.environ)
   env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"  # lightning checkpoints hold more than weights
   return env
+
+
+def embeddings_env(env, tensorflow_gpus):
+  """heareval's embeddings runner refuses to start when torch sees a GPU and TensorFlow does
+  not (a CPU-only TensorFlow beside a CUDA torch): then its torch is shown no GPU (the
+  embedding is TensorFlow's work on the CPU either way); predictions keep the GPU."""
+  if tensorflow_gpus:
+    return env
+  if os.path.exists("/dev/nvidiactl") and env.get("CUDA_VISIBLE_DEVICES") != "":
+    hear_tasks.log("TensorFlow sees no GPU: embeddings on the CPU (pip install "
+                   "'tensorflow[and-cuda]' for GPU embeddings); heareval's predictions on the GPU")
+  return {**env, "CUDA_VISIBLE_DEVICES": ""}
 
 
 def _forget_stale_predictions(task_dir, settings):
@@ -111,7 +125,9 @@ def _harness(model, view, out, work, task, task_names, grid, grid_points):
                           "hear-validator", cwd=work)
   hear_process.run_logged(
       [py, "-m", "heareval.embeddings.runner", MODULE, "--model", model, "--tasks-dir", view,
-       "--embeddings-dir", out, "--task", task], env, os.path.join(log_dir, "embeddings.log"),
+       "--embeddings-dir", out, "--task", task],
+      embeddings_env(env, tf.config.list_physical_devices("GPU")),
+      os.path.join(log_dir, "embeddings.log"),
       "embeddings", EmbeddingProgress(view, task_names, out), cwd=work)
   embedded = [os.path.join(out, MODULE, name) for name in task_names]
   for task_dir in embedded:

@@ -16,6 +16,7 @@ import soundfile as sf
 
 import hear_task_writer
 from cola_tf import export_metadata
+from cola_tf import hear_harness
 from cola_tf import hear_tasks
 from cola_tf import workdir_lock
 from conftest import REPO, subprocess_env
@@ -194,3 +195,12 @@ def test_hear_eval_errors(tmp_path, exports, tasks):
                         env=subprocess_env(), capture_output=True, text=True, timeout=300)
   assert proc.returncode == 2, proc.stderr
   assert f"work {work} is in use by another hear_eval (pid {os.getpid()}" in proc.stderr
+
+
+def test_embeddings_runner_is_shown_no_gpu_when_tensorflow_has_none():
+  """heareval's embeddings runner raises 'GPUs not available in tensorflow, but found by
+  pytorch' on a CUDA torch beside a CPU-only TensorFlow: its torch then sees no GPU."""
+  env = {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": "0"}
+  assert hear_harness.embeddings_env(env, [])["CUDA_VISIBLE_DEVICES"] == ""
+  assert hear_harness.embeddings_env(env, ["/physical_device:GPU:0"]) is env
+  assert env["CUDA_VISIBLE_DEVICES"] == "0"  # the predictions' environment keeps the GPU
