@@ -438,3 +438,13 @@ def test_an_interrupted_save_leaves_no_staging_folder(tmp_path, monkeypatch):
   with pytest.raises(KeyboardInterrupt):
     export_lib.save(module, str(tmp_path / "export"))
   assert os.listdir(tmp_path) == []
+
+
+def test_hear_benchmark_measures_peak_memory_of_a_long_clip(trained):
+  """The HEAR benchmark's memory probe: a fresh process, its peak above the loaded export's,
+  and the output it held (timestamps: one 192-d float32 frame every 50 ms)."""
+  from cola_tf.benchmarks import hear_embeddings  # pylint: disable=import-outside-toplevel
+  m = hear_embeddings.peak_memory(trained[1], "timestamp", 0.5)
+  assert 0 < m["loaded_mib"] <= m["peak_mib"]
+  frames = 30 * 1000 // 50 + 1
+  assert m["output_mib"] == pytest.approx(frames * 192 * 4 / 2**20)

@@ -1,7 +1,7 @@
 r"""HEAR embedding throughput of exported encoders: seconds of audio embedded per second.
 
   python -m cola_tf.benchmarks.hear_embeddings [--seconds 20] [--clips 1] [--repeats 3]
-      [--encoders small_cnn,efficientnet_b0,convnext_tiny] [--json]
+      [--encoders small_cnn,efficientnet_b0,convnext_tiny] [--memory_minutes 20] [--json]
 
 Exports each encoder (its shipped gin config, random initialisation: throughput does not depend on
 the weights) with `cola_tf.frozen_encoder.export`, loads the SavedModel with TensorFlow alone and
@@ -12,6 +12,9 @@ through the whole frontend). Each figure is the median of --repeats timed calls 
 warm-up call; the ratios timestamp/scene and new/reference come from the same run.
 A 0.96 s window every 50 ms means ~20 windows per second of audio for timestamps against
 ~2.1 for scenes (every 0.48 s), so the encoder alone bounds timestamp/scene near 0.1.
+Then, for each encoder, the peak resident memory of a fresh process embedding one clip of
+--memory_minutes (scene, then timestamps) through hear_module, against its memory once the
+export is loaded and warm.
 """
 import argparse
 import json
@@ -65,6 +68,38 @@ def time_calls(fn, audio, repeats):
   return statistics.median(times)
 
 
+# Run in a fresh process per measurement: ru_maxrss is a process's peak, never reset.
+_MEMORY_PROBE = """
+import json, resource, sys
+import numpy as np
+import hear_module
+path, kind, minutes = sys.argv[1], sys.argv[2], float(sys.argv[3])
+embed = getattr(hear_module, f"get_{kind}_embeddings")
+model = hear_module.load_model(path)
+embed(np.zeros((1, 16000), np.float32), model)  # traced and warm
+loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+audio = np.random.default_rng(0).uniform(-0.5, 0.5, (1, int(minutes * 60 * 16000)))
+out = embed(audio.astype(np.float32), model)
+out = out[0] if isinstance(out, tuple) else out
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"loaded_mib": loaded / 1024, "peak_mib": peak / 1024,
+                  "output_mib": out.numpy().nbytes / 2**20}))
+"""
+
+
+def peak_memory(path, kind, minutes):
+  """{loaded_mib, peak_mib, output_mib} of a fresh process that loads the export and embeds
+  one clip of `minutes` (kind: scene | timestamp) through hear_module."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+  proc = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, path, kind, str(minutes)],
+                        capture_output=True, text=True, env=env, check=False)
+  if proc.returncode:
+    raise RuntimeError(f"memory probe ({kind}, {minutes} min) failed: {proc.stderr[-2000:]}")
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def run(encoder, seconds, clips, repeats, folder):
   import numpy as np  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -91,6 +126,23 @@ def run(encoder, seconds, clips, repeats, folder):
           "scene_new_over_reference": rates["scene"] / rates["scene_reference"]}
 
 
+def _memory_table(results, folder, minutes):
+  print(f"\npeak resident memory embedding one {minutes:g}-minute clip through hear_module "
+        "(fresh process each; MiB):", flush=True)
+  print(f"{'encoder':16s} {'embeddings':10s} {'loaded':>8s} {'peak':>8s} {'peak - loaded':>13s} "
+        f"{'output':>8s} {'wall s':>7s}", flush=True)
+  for r in results:
+    path = os.path.join(folder, r["encoder"], "export")
+    for kind in ("scene", "timestamp"):
+      started = time.perf_counter()
+      m = peak_memory(path, kind, minutes)
+      m["wall_s"] = time.perf_counter() - started
+      r[f"{kind}_memory_{minutes:g}min"] = m
+      print(f"{r['encoder']:16s} {kind:10s} {m['loaded_mib']:8.0f} {m['peak_mib']:8.0f} "
+            f"{m['peak_mib'] - m['loaded_mib']:13.0f} {m['output_mib']:8.1f} "
+            f"{m['wall_s']:7.1f}", flush=True)
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--seconds", type=float, default=20.0, help="length of each clip")
@@ -98,6 +150,9 @@ def main(argv=None):
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--encoders", default=",".join(CONFIGS),
                  help="comma-separated registered encoders (cola_tf.encoders.ENCODERS)")
+  p.add_argument("--memory_minutes", type=float, default=20.0,
+                 help="also measure peak memory embedding one clip this long (the HEAR "
+                      "rules' longest: 20), in a fresh process each; 0: skip")
   p.add_argument("--json", action="store_true", help="also print one JSON line per encoder")
   a = p.parse_args(argv)
   encoders = a.encoders.split(",")
@@ -126,6 +181,8 @@ def main(argv=None):
             f"{r['timestamp']:9.1f} {r['timestamp_reference']:7.1f} "
             f"{r['timestamp_over_scene']:8.3f} {r['timestamp_new_over_reference']:10.2f} "
             f"{r['scene_new_over_reference']:13.2f}", flush=True)
+    if a.memory_minutes > 0:
+      _memory_table(results, folder, a.memory_minutes)
   print(f"\nload average at the end {os.getloadavg()[0]:.2f}", flush=True)
   if a.json:
     for r in results:
