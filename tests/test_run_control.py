@@ -91,6 +91,28 @@ def test_signal_saves_the_step_reached_and_the_rerun_resumes_there(tmp_path, sig
   assert f"at step {step}" in again.stdout and f"done at step {step + 4}" in again.stdout
 
 
+def test_sigterm_while_generating_the_corpus_leaves_no_staging_folder(tmp_path):
+  """Corpus generation (before training starts) is interruptible: exit 143 in one line, the
+  staging folder removed, no corpus left half-written."""
+  cache = tmp_path / "cache"
+  proc = subprocess.Popen(_cli(str(tmp_path / "run"), "SyntheticSource.num_clips = 5000",
+                               f"SyntheticSource.cache_dir = '{cache}'"),
+                          cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+  try:
+    _wait_for(proc, r"generating the embedded synthetic corpus")
+    time.sleep(1.0)
+    assert glob.glob(str(cache / ".synthetic-*" / "*.wav")), "generation should be under way"
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.communicate(timeout=120)[0]
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  assert proc.returncode == 143, rest[-3000:]
+  assert "Traceback" not in rest, rest[-3000:]
+  assert os.listdir(cache) == [], os.listdir(cache)
+
+
 def _records(tmp_path, num_clips=32):
   clips = synthetic.SyntheticSource(num_clips=num_clips, seconds=2.0, seed=3,
                                     cache_dir=str(tmp_path / "clips"))
