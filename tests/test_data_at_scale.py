@@ -4,6 +4,7 @@ record counting without an index, and bounded decoding of long clips."""
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -172,6 +173,33 @@ def test_make_tfrecords_shuffles_rows_and_refuses_stale_shards(tmp_path):
     pass
   with pytest.raises(ValueError, match="does not list 1 matched shard"):
     sources.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))
+
+
+def test_sigterm_to_make_tfrecords_keeps_whole_shards_and_the_rerun_finishes(tmp_path):
+  manifest, _ = _corpus(str(tmp_path / "audio"), n=24, seconds=0.5)
+  out = str(tmp_path / "rec")
+  cli = [sys.executable, "-m", "cola_tf.data.make_tfrecords", "--manifest", manifest, "--out",
+         out, "--shards", "24", "--workers", "1"]
+  proc = subprocess.Popen(cli, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  try:
+    for line in proc.stdout:
+      if "[1/24]" in line:
+        break
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  assert proc.returncode == 143, err
+  assert "stopped by SIGTERM" in err and "Traceback" not in err, err
+  left = os.listdir(out)
+  assert not [n for n in left if ".tmp-" in n], left  # no half-written shard
+  assert "index.json" not in left
+  done = subprocess.run(cli, cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
+                        timeout=300)
+  assert done.returncode == 0, done.stderr
+  assert len(sources.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))) == 24
 
 
 # Ends with os._exit, as cola_tf.train does: an input pipeline with Python ops in flight can

@@ -10,6 +10,7 @@ would read (`train.source` in those configs, e.g. `--gin_param "train.source =
 @FolderSource()" --gin_param "FolderSource.root = '/data/audio'"`): any file-based source.
 """
 import argparse
+import signal
 import sys
 
 from cola_tf.configuration import configured_source
@@ -37,6 +38,13 @@ def main(argv=None):
   p.add_argument("--overwrite", action="store_true",
                  help="clear shards written for another manifest or settings, then write")
   a = p.parse_args(argv)
+  received = []
+
+  def interrupt(signum, _):
+    received.append(signum)
+    raise KeyboardInterrupt
+
+  signal.signal(signal.SIGTERM, interrupt)
   try:
     source = a.manifest or configured_source(a.gin_file or [], a.gin_param)
     make_tfrecords(source, a.out, a.shards, a.format, a.compression, a.workers, a.seed,
@@ -44,6 +52,11 @@ def main(argv=None):
   except (ValueError, FileNotFoundError) as e:
     log(f"error: {e}", error=True)
     return 2
+  except KeyboardInterrupt:
+    signum = received[0] if received else signal.SIGINT
+    log(f"stopped by {signal.Signals(signum).name}: the shards finished so far are kept (each "
+        "is written whole); the same command writes the rest", error=True)
+    return 128 + signum
   return 0
 
 

@@ -20,6 +20,8 @@ import json
 import multiprocessing
 import os
 import random
+import signal
+import sys
 import time
 
 import numpy as np
@@ -200,13 +202,21 @@ def make_tfrecords(source, out_dir, shards, out_format=PCM16, compression="ZLIB"
   return _write_index(out_dir, shards, identity)
 
 
+def _worker_init():
+  """Workers ignore Ctrl-C (the terminal sends it to the whole group: the parent stops them)
+  and leave on SIGTERM through SystemExit, so a shard in progress removes its temporary file
+  and no worker prints a traceback."""
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+  signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))
+
+
 def _run_jobs(jobs, shards, workers):
   if not jobs:
     return
   started = time.time()
   workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
   ctx = multiprocessing.get_context("spawn")  # TF is not fork-safe
-  with ctx.Pool(workers) as pool:
+  with ctx.Pool(workers, initializer=_worker_init) as pool:
     for done, (index, written, skipped) in enumerate(pool.imap_unordered(write_shard, jobs), 1):
       elapsed = time.time() - started
       eta = elapsed / done * (len(jobs) - done)
