@@ -138,3 +138,14 @@ def test_the_wheel_ships_every_gin_file(tmp_path):
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert proc.stdout.split() == [str(target / "cola_tf" / "gin" / "tiny.gin"),
                                  str(target / "cola_tf" / "gin" / "schedules" / "recipe_tpu.gin")]
+
+
+def test_the_shipped_variant_sets_what_it_names(clean_gin):
+  """gin/variants/cosine_window_stats.gin after tiny.gin: cosine similarity (T = 0.1),
+  per-window log-mel standardisation, statistics pooling (twice the channels)."""
+  configuration.parse_gin(["tiny", "cosine_window_stats"], [], None)
+  frontend = frontend_lib.LogMelFrontend()
+  assert frontend.normalization == "per_window"
+  model = model_lib.ColaModel(encoder=encoders.build_encoder(input_shape=(100, 64)))
+  assert model.similarity == "cosine" and model.temperature == pytest.approx(0.1)
+  assert model.encoder.output_shape[-1] == 2 * 192  # small_cnn's 192 channels, mean and std
