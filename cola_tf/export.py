@@ -16,7 +16,8 @@ import sys
 
 from cola_tf import preemption  # first: its signal thread must exist before TensorFlow's
 
-preemption.block_signals()
+if __name__ == "__main__":  # the command line only: imported, it leaves the caller's signals
+  preemption.block_signals()
 import tensorflow as tf  # noqa: E402
 
 from cola_tf import distribute

@@ -11,6 +11,7 @@ import sys
 
 from cola_tf import files
 from cola_tf import hear_tasks
+from cola_tf import preemption
 from cola_tf import workdir_lock
 from cola_tf.hear_harness import evaluate
 from cola_tf.hear_harness import summary
@@ -37,6 +38,7 @@ def main(argv=None):
 
   signal.signal(signal.SIGTERM, interrupt)
   signal.signal(signal.SIGINT, interrupt)
+  preemption.unblock_signals()
   try:
     model_id, results, metas = evaluate(os.path.abspath(a.model), os.path.abspath(a.tasks),
                                         work, a.task, a.grid, a.grid_points)

@@ -69,6 +69,12 @@ def block_signals():
     _WATCHER = _Watcher()
 
 
+def unblock_signals():
+  """For command lines that handle SIGTERM / SIGINT in Python: a blocked mask is inherited
+  across exec (a parent that called block_signals), and would leave them deaf."""
+  signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+
+
 def interrupted_by():
   """The signal that interrupted the main thread outside training (None if none)."""
   return _WATCHER.interrupted if _WATCHER is not None else None

@@ -21,7 +21,8 @@ import traceback
 
 from cola_tf import preemption  # first: its signal thread must exist before TensorFlow's
 
-preemption.block_signals()
+if __name__ == "__main__":  # the command line only: imported, it leaves the caller's signals
+  preemption.block_signals()
 # Model Garden registers its configs on import; it must come before gin parses any file.
 import official.modeling.optimization  # noqa: F401  pylint: disable=unused-import
 from absl import app

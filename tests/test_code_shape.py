@@ -153,3 +153,16 @@ def test_ci_runs_exactly_the_readme_test_command():
     ci_command = f.read().strip().splitlines()[-1]
   with open(os.path.join(REPO, "README.md")) as f:
     assert f"\n{ci_command}\n" in f.read(), f"README does not show .ci/run's {ci_command!r}"
+
+
+def test_importing_the_entry_points_leaves_the_signal_mask_alone():
+  """train and export block SIGTERM / SIGINT for their signal thread only when run as
+  commands: imported (tests, notebooks) they must not, since children started afterwards
+  inherit the mask and would not hear a SIGTERM."""
+  import signal  # pylint: disable=import-outside-toplevel
+  import importlib  # pylint: disable=import-outside-toplevel
+  before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+  for name in ("cola_tf.train", "cola_tf.export", "cola_tf.hear_eval",
+               "cola_tf.data.make_tfrecords"):
+    importlib.import_module(name)
+  assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before

@@ -13,6 +13,7 @@ import argparse
 import signal
 import sys
 
+from cola_tf import preemption
 from cola_tf.configuration import configured_source
 
 from cola_tf.data.tfrecord_writer import FORMATS
@@ -45,6 +46,7 @@ def main(argv=None):
     raise KeyboardInterrupt
 
   signal.signal(signal.SIGTERM, interrupt)
+  preemption.unblock_signals()
   try:
     source = a.manifest or configured_source(a.gin_file or [], a.gin_param)
     make_tfrecords(source, a.out, a.shards, a.format, a.compression, a.workers, a.seed,
