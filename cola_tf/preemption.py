@@ -52,7 +52,10 @@ class _Watcher:
       elif self.interrupted is None:
         self.interrupted = signum
         _say(f"{signal.Signals(signum).name} received: stopping")
-        _thread.interrupt_main()
+        # Through SIGTERM's Python handler (block_signals installs it): SIGINT's may be
+        # SIG_IGN, inherited from a shell that ran us in the background, and interrupt_main
+        # does nothing for an ignored signal.
+        _thread.interrupt_main(signal.SIGTERM)
       else:
         _exit_now(signum, "stopped at once")
 
@@ -66,7 +69,14 @@ def block_signals():
   global _WATCHER
   if _WATCHER is None:
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    # Blocked everywhere, SIGTERM never reaches this handler from outside: only the signal
+    # thread's interrupt_main(SIGTERM) runs it, in the main thread.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     _WATCHER = _Watcher()
+
+
+def _raise_keyboard_interrupt(signum, frame):  # pylint: disable=unused-argument
+  raise KeyboardInterrupt
 
 
 def unblock_signals():
