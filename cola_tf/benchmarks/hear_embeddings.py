@@ -68,28 +68,41 @@ def time_calls(fn, audio, repeats):
   return statistics.median(times)
 
 
-# Run in a fresh process per measurement: ru_maxrss is a process's peak, never reset.
+# Run in a fresh process per measurement. Peak and current resident memory from
+# /proc/self/status (VmHWM, VmRSS): ru_maxrss would carry the parent's peak across fork and
+# exec. The peak is reset (clear_refs 5) once the export is loaded and warm, so it is the
+# embedding's own.
 _MEMORY_PROBE = """
-import json, resource, sys
+import json, sys
 import numpy as np
 import hear_module
+
+def status_mib(field):
+  with open("/proc/self/status") as f:
+    line = next(l for l in f if l.startswith(field + ":"))
+  return int(line.split()[1]) / 1024
+
 path, kind, minutes = sys.argv[1], sys.argv[2], float(sys.argv[3])
 embed = getattr(hear_module, f"get_{kind}_embeddings")
 model = hear_module.load_model(path)
 embed(np.zeros((1, 16000), np.float32), model)  # traced and warm
-loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 audio = np.random.default_rng(0).uniform(-0.5, 0.5, (1, int(minutes * 60 * 16000)))
-out = embed(audio.astype(np.float32), model)
+audio = audio.astype(np.float32)
+with open("/proc/self/clear_refs", "w") as f:
+  f.write("5")
+loaded = status_mib("VmRSS")
+out = embed(audio, model)
 out = out[0] if isinstance(out, tuple) else out
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"loaded_mib": loaded / 1024, "peak_mib": peak / 1024,
+print(json.dumps({"loaded_mib": loaded, "peak_mib": status_mib("VmHWM"),
                   "output_mib": out.numpy().nbytes / 2**20}))
 """
 
 
 def peak_memory(path, kind, minutes):
   """{loaded_mib, peak_mib, output_mib} of a fresh process that loads the export and embeds
-  one clip of `minutes` (kind: scene | timestamp) through hear_module."""
+  one clip of `minutes` (kind: scene | timestamp) through hear_module: its resident memory
+  with the export loaded and the clip in memory, its peak while embedding, the output's
+  size."""
   import subprocess  # pylint: disable=import-outside-toplevel
   import sys  # pylint: disable=import-outside-toplevel
   env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
