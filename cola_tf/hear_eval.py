@@ -6,7 +6,6 @@ r"""Probes an export through the standard HEAR harness (see cola_tf.hear_harness
 import argparse
 import json
 import os
-import signal
 import sys
 
 from cola_tf import files
@@ -30,15 +29,7 @@ def main(argv=None):
                  help="grid points sampled by heareval's model selection (default 8)")
   a = p.parse_args(argv)
   work = os.path.abspath(a.work)
-  received = []
-
-  def interrupt(signum, _):
-    received.append(signum)
-    raise KeyboardInterrupt
-
-  signal.signal(signal.SIGTERM, interrupt)
-  signal.signal(signal.SIGINT, interrupt)
-  preemption.unblock_signals()
+  received = preemption.interrupt_on_signals()
   try:
     model_id, results, metas = evaluate(os.path.abspath(a.model), os.path.abspath(a.tasks),
                                         work, a.task, a.grid, a.grid_points)
@@ -46,8 +37,8 @@ def main(argv=None):
     hear_tasks.log(f"ERROR: {e}", error=True)
     return 2
   except KeyboardInterrupt:
-    signum = received[0] if received else signal.SIGINT
-    hear_tasks.log(f"stopped by {signal.Signals(signum).name}, the harness's processes with "
+    signum = received()
+    hear_tasks.log(f"stopped by {signum.name}, the harness's processes with "
                    "it; the same command continues (finished tasks' embeddings and "
                    "predictions are kept)", error=True)
     return 128 + signum

@@ -79,10 +79,22 @@ def _raise_keyboard_interrupt(signum, frame):  # pylint: disable=unused-argument
   raise KeyboardInterrupt
 
 
-def unblock_signals():
-  """For command lines that handle SIGTERM / SIGINT in Python: a blocked mask is inherited
-  across exec (a parent that called block_signals), and would leave them deaf."""
+def interrupt_on_signals(signals=SIGNALS):
+  """For command lines without the signal thread (hear_eval, make_tfrecords): `signals`
+  raise KeyboardInterrupt in the main thread, and SIGTERM / SIGINT are unblocked (a blocked
+  mask is inherited across exec from a parent that called block_signals, and would leave
+  the command deaf). Returns a function giving the signal received (SIGINT if none was
+  recorded: a Ctrl-C through Python's own handler)."""
+  received = []
+
+  def interrupt(signum, _):
+    received.append(signum)
+    raise KeyboardInterrupt
+
+  for signum in signals:
+    signal.signal(signum, interrupt)
   signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+  return lambda: signal.Signals(received[0] if received else signal.SIGINT)
 
 
 def interrupted_by():

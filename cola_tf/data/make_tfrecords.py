@@ -39,14 +39,7 @@ def main(argv=None):
   p.add_argument("--overwrite", action="store_true",
                  help="clear shards written for another manifest or settings, then write")
   a = p.parse_args(argv)
-  received = []
-
-  def interrupt(signum, _):
-    received.append(signum)
-    raise KeyboardInterrupt
-
-  signal.signal(signal.SIGTERM, interrupt)
-  preemption.unblock_signals()
+  received = preemption.interrupt_on_signals([signal.SIGTERM])  # Ctrl-C: Python's own
   try:
     source = a.manifest or configured_source(a.gin_file or [], a.gin_param)
     make_tfrecords(source, a.out, a.shards, a.format, a.compression, a.workers, a.seed,
@@ -55,8 +48,8 @@ def main(argv=None):
     log(f"error: {e}", error=True)
     return 2
   except KeyboardInterrupt:
-    signum = received[0] if received else signal.SIGINT
-    log(f"stopped by {signal.Signals(signum).name}: the shards finished so far are kept (each "
+    signum = received()
+    log(f"stopped by {signum.name}: the shards finished so far are kept (each "
         "is written whole); the same command writes the rest", error=True)
     return 128 + signum
   return 0
