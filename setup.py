@@ -35,6 +35,12 @@ setup(
             "click", "dcase-util", "intervaltree", "more-itertools", "pandas", "pynvml",
             "python-slugify", "scikit-learn", "sed_eval", "torchinfo", "tqdm",
             "loguru",  # X-ARES's encoder check
+            # The torch suites' runners (hear_module.torch_suites.s3prl_run / xares_run):
+            # torchaudio's index wheels are CUDA builds (torchaudio_compat loads their Python
+            # side beside the CPU torch); s3prl and xares go in with --no-deps (setup.sh):
+            # s3prl's metadata pulls huggingface_hub >= 1, which its runner cannot import.
+            "torchaudio==2.11.1", "huggingface_hub==0.36.2", "tensorboardX",
+            "webdataset==1.0.2", "braceexpand", "pytorch-ignite==0.5.5",
         ],
         # Native FLAC/MP3/OGG ops; they fail to load on TF 2.20, so never required.
         "tfio": ["tensorflow-io==0.37.1"],

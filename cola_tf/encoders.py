@@ -134,6 +134,33 @@ def pool(x, pooling, name, dtype=None):
   return layers.GlobalAveragePooling2D(name=name, dtype=dtype)(x)
 
 
+def split_at_pool(encoder):
+  """(trunk, reduce_frequency, head) of a registered encoder, with
+  encoder(x) == head(reduce_frequency(trunk(x))):
+  * trunk: a Keras model from the log-mel to the feature map [batch, time, freq, channels]
+    that the encoder's layer 'pool' pools (its time axis: the encoder's frames);
+  * reduce_frequency: the map pooled over frequency as 'pool' pools it first (max for
+    'max', mean otherwise), keeping the axis: [batch, time, 1, channels];
+  * head: 'pool' and the layers after it, on such a map of any number of frames.
+  Max of maxima and mean of equal-count means are the global max and mean, and
+  `StatisticsPooling` averages over frequency first, so the identity holds exactly."""
+  pool_layer = encoder.get_layer("pool")
+  trunk = tf_keras.Model(encoder.inputs, pool_layer.input, name=f"{encoder.name}_trunk")
+  after = encoder.layers[encoder.layers.index(pool_layer):]
+  reduce = (tf.reduce_max if isinstance(pool_layer, layers.GlobalMaxPooling2D)
+            else tf.reduce_mean)
+
+  def reduce_frequency(feature_map):
+    return reduce(feature_map, axis=2, keepdims=True)
+
+  def head(feature_map):
+    for layer in after:
+      feature_map = layer(feature_map)
+    return feature_map
+
+  return trunk, reduce_frequency, head
+
+
 def log_mel_input(input_shape):
   """(Keras input [batch, frames, mels], the same as an image [batch, frames, mels, 1]):
   any number of frames, so training crops (100) and whole probe clips (104) share weights."""

@@ -236,6 +236,23 @@ class LogMelFrontend:
     mel.set_shape(power.shape[:-1].concatenate([self.num_mel_bins]))
     return mel
 
+  def valid_mel_power(self, signal, num_frames, frames_per_call):
+    """'valid' mel power frames 0..num_frames-1 of `signal` [batch, samples] -> [batch,
+    num_frames, mels] (frame j: samples [j * hop, j * hop + window_length)), computed
+    `frames_per_call` frames (over the batch) at a time, so memory stays bounded for long
+    signals."""
+    per_call = tf.maximum(frames_per_call // tf.maximum(tf.shape(signal)[0], 1), 1)
+    calls = (num_frames + per_call - 1) // per_call
+    out = tf.TensorArray(tf.float32, size=calls, infer_shape=False,
+                         element_shape=tf.TensorShape([None, None, self.num_mel_bins]))
+    for i in tf.range(calls):
+      first = i * per_call
+      last = tf.minimum(first + per_call, num_frames)
+      piece = signal[:, first * self.hop_length:(last - 1) * self.hop_length
+                     + self.window_length]
+      out = out.write(i, tf.transpose(self.mel_power(piece, padding="valid"), [1, 0, 2]))
+    return tf.transpose(out.concat(), [1, 0, 2])
+
   def log_compress(self, mel_power):
     """log(max(mel power, log_floor))."""
     return tf.math.log(tf.maximum(mel_power, self.log_floor))
@@ -262,6 +279,40 @@ class LogMelFrontend:
     if scale is not None:
       mel_power = mel_power * scale[..., None, None]
     return self.normalize(self.log_compress(mel_power))
+
+  def sliding_features(self, mel_power, context_sum_squares, context_frames):
+    """Model-input features of every frame of a long signal, each frame normalised as the
+    centre frame of a model input around it would be: a sliding form of the per-input
+    normalisations, for reading frame embeddings off one encoder pass over a clip.
+
+    mel_power: [batch, frames, mels] of the un-normalised signal (the frontend's framing);
+    context_sum_squares: [batch, frames], the sum of squared samples of the model input
+    (`context_frames` frames long) whose centre frame is each frame. 'l2_window' scales
+    each frame's power by its context's factor; 'per_window' standardises each frame with
+    the mean and standard deviation of the log-mel over its context's frames (those inside
+    the signal). For the centre frame of a model input whose frames are all interior, the
+    numbers are `__call__`'s, up to float rounding.
+    """
+    scale = self.window_power_scale(context_sum_squares)
+    if scale is not None:
+      mel_power = mel_power * scale[..., None]
+    log_mel = self.log_compress(mel_power)
+    if self.normalization == "none":
+      return log_mel
+    # Moments over [t - c, t - c + context_frames) from cumulative sums (float64: long clips).
+    frame_sums = tf.cast(tf.stack([tf.reduce_sum(log_mel, -1),
+                                   tf.reduce_sum(tf.square(log_mel), -1),
+                                   tf.ones_like(log_mel[..., 0])], -1), tf.float64)
+    cumulative = tf.pad(tf.cumsum(frame_sums, axis=1), [[0, 0], [1, 0], [0, 0]])
+    frames = tf.shape(log_mel)[1]
+    first = tf.clip_by_value(tf.range(frames) - context_frames // 2, 0, frames)
+    last = tf.clip_by_value(tf.range(frames) - context_frames // 2 + context_frames, 0, frames)
+    sums = tf.gather(cumulative, last, axis=1) - tf.gather(cumulative, first, axis=1)
+    count = sums[..., 2:] * self.num_mel_bins
+    mean = sums[..., 0:1] / count
+    variance = tf.maximum(sums[..., 1:2] / count - tf.square(mean), 0.0)
+    mean, std = tf.cast(mean, tf.float32), tf.cast(tf.sqrt(variance), tf.float32)
+    return (log_mel - mean) / (std + 1e-7)
 
   def normalize(self, log_mel):
     """Per-input standardisation of [..., frames, mels] (a no-op for 'none')."""

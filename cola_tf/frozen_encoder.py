@@ -24,6 +24,10 @@ or Keras code. Its functions take batched mono float32 audio at 16 kHz, [batch, 
   lie within the clip: starting at 0, 0.48 s, 0.96 s, ... while they fit, plus one ending
   at the clip's end (so a 1 s clip is 2 windows, neither padded). A clip shorter than a
   window is one window, zero-padded at the end (as training pads short clips).
+* `timestamp_embeddings_fast(audio)`, `scene_embeddings_fast(audio)`: the same windows,
+  shapes and timestamps from one encoder pass per clip (`cola_tf.encoder_frames`): close
+  to the numbers above, not equal. Exported when the encoder's frames have a fixed stride
+  (every registered encoder); the metadata's `fast_embeddings` says so.
 
 With `waveform_normalization='l2_clip'` each clip is first scaled to unit L2 norm as a whole;
 with 'l2_window' (the recipe) each window or clip input is, inside the frontend.
@@ -50,6 +54,7 @@ import gin
 import tensorflow as tf
 import tf_keras
 
+from cola_tf import encoder_frames
 from cola_tf import encoders
 from cola_tf import frontend as frontend_lib
 from cola_tf import model as model_lib
@@ -86,6 +91,14 @@ class FrozenEncoder(tf.Module):
     self.timestamp_embeddings = tf.function(self._timestamp_embeddings, input_signature=[spec])
     self.timestamp_embeddings_reference = tf.function(self._timestamp_embeddings_reference,
                                                       input_signature=[spec])
+    self._frames = encoder_frames.EncoderFrames(frontend, encoder, window_samples,
+                                                chunk_windows)
+    self.fast_embeddings = (self._frames.applies
+                            and self.timestamp_hop % frontend.hop_length == 0)
+    self.timestamp_embeddings_fast = tf.function(self._timestamp_embeddings_fast,
+                                                 input_signature=[spec])
+    self.scene_embeddings_fast = tf.function(self._scene_embeddings_fast,
+                                             input_signature=[spec])
     self.scene_embeddings = tf.function(self._scene_embeddings, input_signature=[spec])
     self.scene_embeddings_reference = tf.function(self._scene_embeddings_reference,
                                                   input_signature=[spec])
@@ -165,7 +178,7 @@ class FrozenEncoder(tf.Module):
     row = tf.shape(signal)[1]
     n = tf.shape(starts)[0]
     num_frames = starts[-1] // hop + hi
-    mel = tf.reshape(self._signal_mel_power(signal, num_frames), [-1, mels])
+    mel = tf.reshape(fe.valid_mel_power(signal, num_frames, FRAMES_PER_CHUNK), [-1, mels])
     if fe.waveform_normalization == "l2_window":
       blocks = (row + offset) // hop
       block_ss = tf.reduce_sum(tf.square(tf.reshape(
@@ -197,21 +210,6 @@ class FrozenEncoder(tf.Module):
       out = out.write(i, tf.cast(self.encoder(features, training=False), tf.float32))
     return tf.reshape(out.concat(), [batch, n, self.embedding_size])
 
-  def _signal_mel_power(self, signal, num_frames):
-    """'valid' mel power frames 0..num_frames-1 of `signal` [batch, samples] -> [batch,
-    num_frames, mels], FRAMES_PER_CHUNK frames (over the batch) at a time."""
-    fe = self._frontend
-    per_chunk = tf.maximum(FRAMES_PER_CHUNK // tf.maximum(tf.shape(signal)[0], 1), 1)
-    chunks = (num_frames + per_chunk - 1) // per_chunk
-    out = tf.TensorArray(tf.float32, size=chunks, infer_shape=False,
-                         element_shape=tf.TensorShape([None, None, fe.num_mel_bins]))
-    for i in tf.range(chunks):
-      first = i * per_chunk
-      last = tf.minimum(first + per_chunk, num_frames)
-      piece = signal[:, first * fe.hop_length:(last - 1) * fe.hop_length + fe.window_length]
-      out = out.write(i, tf.transpose(fe.mel_power(piece, padding="valid"), [1, 0, 2]))
-    return tf.transpose(out.concat(), [1, 0, 2])
-
   def _timestamps(self, audio, embed):
     length = tf.shape(audio)[1]
     n = length // self.timestamp_hop + 1  # centres 0, hop, ..., <= duration
@@ -232,6 +230,16 @@ class FrozenEncoder(tf.Module):
   def _timestamp_embeddings_reference(self, audio):
     """The same numbers as `timestamp_embeddings`, each window through the whole frontend."""
     return self._timestamps(audio, self._embed_windows)
+
+  def _timestamp_embeddings_fast(self, audio):
+    """`timestamp_embeddings`' frames and shapes from one encoder pass per clip
+    (`encoder_frames`): close to, not equal to, the exact numbers."""
+    return self._timestamps(audio, self._frames.embed_windows)
+
+  def _scene_embeddings_fast(self, audio):
+    """`scene_embeddings` (the same windows) from one encoder pass per clip."""
+    starts = self.scene_starts(tf.shape(audio)[1])
+    return tf.reduce_mean(self._frames.embed_windows(audio, starts, 0), axis=1)
 
   def _scene_embeddings(self, audio):
     """Mean over the scene windows. With the shared STFT (as timestamps), except for a last
@@ -356,6 +364,9 @@ def save(module, output, run_metadata=None):
         "scene_embeddings": module.scene_embeddings,
         "timestamp_embeddings": module.timestamp_embeddings,
         "clip_embeddings": module.clip_embeddings,
+        **({"timestamp_embeddings_fast": module.timestamp_embeddings_fast,
+            "scene_embeddings_fast": module.scene_embeddings_fast}
+           if module.fast_embeddings else {}),
     })
   except BaseException:  # a failed save (disk full, a signal) leaves no staging folder
     if not in_place and tf.io.gfile.exists(target):
@@ -369,6 +380,7 @@ def save(module, output, run_metadata=None):
       "timestamp_embedding_size": module.embedding_size,
       "window_samples": module.window_samples,
       "timestamp_hop_ms": TIMESTAMP_HOP_MS,
+      "fast_embeddings": module.fast_embeddings,
       "scene_hop_ms": SCENE_HOP_MS,
       "scene_pooling": "mean over 0.96 s windows within the clip, starting every 0.48 s, "
                        "the last ending at the clip's end",

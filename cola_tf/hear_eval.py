@@ -2,6 +2,7 @@ r"""Probes an export through the standard HEAR harness (see cola_tf.hear_harness
 
   python -m cola_tf.hear_eval --model EXPORT_DIR --tasks TASKS_DIR [--work DIR]
       [--task NAME] [--grid default|fast|faster] [--grid-points N]
+      [--model-options '{"fast": true}']
 """
 import argparse
 import json
@@ -13,6 +14,7 @@ from cola_tf import hear_tasks
 from cola_tf import preemption
 from cola_tf import workdir_lock
 from cola_tf.hear_harness import evaluate
+from cola_tf.hear_harness import module_folder
 from cola_tf.hear_harness import summary
 
 
@@ -27,12 +29,16 @@ def main(argv=None):
                  help="heareval's hyperparameter grid (default: default, which converges)")
   p.add_argument("--grid-points", type=int, default=8,
                  help="grid points sampled by heareval's model selection (default 8)")
+  p.add_argument("--model-options", default="{}",
+                 help="hear_module.load_model's options as a JSON dict (heareval's "
+                      "--model-options), e.g. '{\"fast\": true}'")
   a = p.parse_args(argv)
   work = os.path.abspath(a.work)
   received = preemption.interrupt_on_signals()
   try:
+    options = _json_dict(a.model_options)
     model_id, results, metas = evaluate(os.path.abspath(a.model), os.path.abspath(a.tasks),
-                                        work, a.task, a.grid, a.grid_points)
+                                        work, a.task, a.grid, a.grid_points, options)
   except (ValueError, workdir_lock.ModelDirBusyError) as e:
     hear_tasks.log(f"ERROR: {e}", error=True)
     return 2
@@ -44,10 +50,21 @@ def main(argv=None):
     return 128 + signum
   for task, scores in results.items():
     hear_tasks.log(hear_tasks.describe(task, scores, metas[task]))
-  path = os.path.join(work, "embeddings", model_id, "scores.json")
+  suffix = module_folder(options)[len("hear_module"):]
+  path = os.path.join(work, "embeddings", model_id, f"scores{suffix}.json")
   files.atomic_write(path, json.dumps(summary(model_id, results, metas), indent=1))
   hear_tasks.log(f"scores of {model_id}: {path}")
   return 0
+
+
+def _json_dict(text):
+  try:
+    value = json.loads(text)
+  except json.JSONDecodeError as e:
+    raise ValueError(f"--model-options must be a JSON dict, got {text!r} ({e})") from None
+  if not isinstance(value, dict):
+    raise ValueError(f"--model-options must be a JSON dict, got {text!r}")
+  return value
 
 
 if __name__ == "__main__":

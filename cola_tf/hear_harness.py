@@ -4,11 +4,13 @@ r"""Probes through the standard HEAR harness: validator, embeddings, predictions
 Runs, as separate processes (what a researcher would type):
   hear-validator hear_module --model EXPORT_DIR
   python -m heareval.embeddings.runner hear_module --model EXPORT_DIR
-      --tasks-dir WORK/tasks --embeddings-dir WORK/embeddings/MODEL_ID
+      --tasks-dir WORK/tasks --embeddings-dir WORK/embeddings/MODEL_ID [--model-options JSON]
   python -m heareval.predictions.runner WORK/embeddings/MODEL_ID/hear_module/TASK ...
 and prints each task's primary score (the first of its task_metadata.json `evaluation`
 list: top1_acc, event_onset_200ms_fms, ...; mean +- std over folds for k-fold tasks) with
-the others, and writes them to WORK/embeddings/MODEL_ID/scores.json.
+the others, and writes them to WORK/embeddings/MODEL_ID/scores.json. With model options
+(`--model-options '{"fast": true}'`) heareval's folder is
+`hear_module-fast=true` and the scores `scores-fast=true.json`.
 
 * MODEL_ID (e.g. `efficientnet_b0-step20000-3f9a0c2d1b`) comes from the export's
   cola_metadata.json (its weights' digest): a second model evaluated with the same --work
@@ -31,7 +33,9 @@ import sys
 import time
 
 import tensorflow as tf
+from slugify import slugify
 
+import hear_module
 from cola_tf import export_metadata
 from cola_tf import files
 from cola_tf import hear_process
@@ -63,6 +67,12 @@ def embeddings_env(env, tensorflow_gpus):
   return {**env, "CUDA_VISIBLE_DEVICES": ""}
 
 
+def module_folder(model_options):
+  """The folder heareval's embeddings runner names for hear_module with these
+  --model-options (its naming: 'hear_module-KEY=VALUE-...', in the dict's order)."""
+  return MODULE + "".join(f"-{slugify(k)}={slugify(str(v))}" for k, v in model_options.items())
+
+
 def _forget_stale_predictions(task_dir, settings):
   """heareval skips a task with prediction-done.json: keep that only for the same settings."""
   path = os.path.join(task_dir, PREDICTION_SETTINGS)
@@ -85,10 +95,10 @@ class EmbeddingProgress:
   """`clips done / total, ETA` of heareval's embeddings runner, from the per-clip files it
   writes (tasks finished earlier count as done)."""
 
-  def __init__(self, view, task_names, out):
+  def __init__(self, view, task_names, embeddings):
     self.total = sum(len(glob.glob(os.path.join(view, name, "16000", "*", "*.wav")))
                      for name in task_names)
-    self.pattern = os.path.join(out, MODULE, "*", "*", "*.embedding.npy")
+    self.pattern = os.path.join(embeddings, "*", "*", "*.embedding.npy")
     self.started, self.first = time.time(), len(glob.glob(self.pattern))
 
   def __call__(self):
@@ -115,24 +125,25 @@ class PredictionProgress:
     return f"{done} of {len(self.task_dirs)} tasks done{where}"
 
 
-def _harness(model, view, out, work, task, task_names, grid, grid_points):
+def _harness(model, view, out, work, task, task_names, grid, grid_points, model_options):
   """hear-validator, heareval's embeddings and predictions runners, each logged to
   WORK/logs/MODEL_ID/STAGE.log with progress lines; returns the embedded task folders."""
   env, py = _harness_env(), sys.executable
+  folder = module_folder(model_options)
   log_dir = os.path.join(work, "logs", os.path.basename(out))
   hear_process.run_logged([py, "-c", "from hearvalidator.validate import main; main()", MODULE,
                            "--model", model], env, os.path.join(log_dir, "validator.log"),
                           "hear-validator", cwd=work)
   hear_process.run_logged(
       [py, "-m", "heareval.embeddings.runner", MODULE, "--model", model, "--tasks-dir", view,
-       "--embeddings-dir", out, "--task", task],
+       "--embeddings-dir", out, "--task", task, "--model-options", json.dumps(model_options)],
       embeddings_env(env, tf.config.list_physical_devices("GPU")),
-      os.path.join(log_dir, "embeddings.log"),
-      "embeddings", EmbeddingProgress(view, task_names, out), cwd=work)
-  embedded = [os.path.join(out, MODULE, name) for name in task_names]
+      os.path.join(log_dir, f"embeddings{folder[len(MODULE):]}.log"),
+      "embeddings", EmbeddingProgress(view, task_names, os.path.join(out, folder)), cwd=work)
+  embedded = [os.path.join(out, folder, name) for name in task_names]
   for task_dir in embedded:
     _forget_stale_predictions(task_dir, {"grid": grid, "grid_points": grid_points})
-  log_path = os.path.join(log_dir, "predictions.log")
+  log_path = os.path.join(log_dir, f"predictions{folder[len(MODULE):]}.log")
   hear_tasks.log(f"predictions: heareval grid {grid}, {grid_points} grid point(s) per task")
   hear_process.run_logged(
       [py, "-m", "heareval.predictions.runner", *embedded, "--grid", grid, "--grid-points",
@@ -141,10 +152,14 @@ def _harness(model, view, out, work, task, task_names, grid, grid_points):
   return embedded
 
 
-def evaluate(model, tasks, work, task="all", grid="default", grid_points=8):
+def evaluate(model, tasks, work, task="all", grid="default", grid_points=8, model_options=None):
   """Returns (model id, {task name: heareval's test scores dict}, {task: metadata}).
-  One hear_eval per --work at a time (a lock, as the trainer's on its model_dir)."""
+  `model_options`: hear_module.load_model's keywords (heareval's --model-options); each
+  set of them has its own embeddings. One hear_eval per --work at a time (a lock, as the
+  trainer's on its model_dir)."""
   metadata = export_metadata.read(model, who="hear_eval --model")
+  model_options = dict(model_options or {})
+  hear_module.check_model_options(model_options, metadata, who="hear_eval --model-options")
   model_id = export_metadata.identity(metadata)
   task_dirs = hear_tasks.find_tasks(tasks, task)
   os.makedirs(work, exist_ok=True)
@@ -158,7 +173,8 @@ def evaluate(model, tasks, work, task="all", grid="default", grid_points=8):
                        json.dumps({"export": model, "metadata": metadata}, indent=1))
     hear_tasks.log(f"model {model_id} ({model}) -> {out}")
     embedded = _harness(model, view, out, work, task,
-                        [os.path.basename(t) for t in task_dirs], grid, grid_points)
+                        [os.path.basename(t) for t in task_dirs], grid, grid_points,
+                        model_options)
   results, metas = {}, {}
   for task_dir in embedded:
     name = os.path.basename(task_dir)

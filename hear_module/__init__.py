@@ -29,6 +29,11 @@ Input handling:
 `load_model(path, **options)` takes heareval's `--model-options` JSON as keywords:
 * clips_per_call (int >= 1, default 16): clips per call into the SavedModel (memory grows
   with it for long clips).
+* fast (bool, default False): scene and timestamp embeddings from one encoder pass per
+  clip (cola_tf.encoder_frames): the encoder's frames around each window's centre, pooled
+  as the encoder pools, instead of the encoder on each window. Same frames, timestamps
+  and sizes; close to, not equal to, the exact numbers; several times faster. docs/hear.md
+  compares the two. Exports written before it have no fast mode (re-export them).
 It imports TensorFlow and cola_tf.export_metadata (which imports TensorFlow only): not
 the trainer, gin or Keras.
 """
@@ -44,8 +49,10 @@ CLIPS_PER_CALL = 16
 # A batch peaking above this (in magnitude) gets one AudioRangeWarning per process.
 LOUD_PEAK = 1.5
 # load_model's keyword options (heareval's --model-options) and what they must be.
+FAST = False
 MODEL_OPTIONS = {"clips_per_call": "an int >= 1 (clips per call into the SavedModel; default "
-                                   f"{CLIPS_PER_CALL})"}
+                                   f"{CLIPS_PER_CALL})",
+                 "fast": f"true or false (one encoder pass per clip; default {FAST})"}
 _warned_loud = False
 
 
@@ -56,31 +63,48 @@ class AudioRangeWarning(UserWarning):
 class ColaHearModel(tf.Module):
   """The loaded export: a tf.Module with the attributes the HEAR API asks for."""
 
-  def __init__(self, path, clips_per_call=CLIPS_PER_CALL):
+  def __init__(self, path, clips_per_call=CLIPS_PER_CALL, fast=FAST):
     super().__init__(name="cola_hear_model")
-    self.clips_per_call = clips_per_call
     self.metadata = export_metadata.read(path, who="load_model")
+    check_model_options({"fast": fast}, self.metadata, who=f"load_model({path!r})")
+    self.clips_per_call = clips_per_call
+    self.fast = fast
     self.saved_model = tf.saved_model.load(path)
     self.sample_rate = int(self.metadata["sample_rate"])
     self.scene_embedding_size = int(self.metadata["scene_embedding_size"])
     self.timestamp_embedding_size = int(self.metadata["timestamp_embedding_size"])
 
 
-def load_model(model_file_path="", **options):
-  """Loads a cola_tf export folder (written by `python -m cola_tf.export`). `options` are
-  heareval's `--model-options` (see MODEL_OPTIONS)."""
+def check_model_options(options, metadata=None, who="load_model"):
+  """`options` (load_model's keywords, heareval's --model-options) with defaults filled in;
+  a one-line ValueError for an unknown option, a bad value, or (given the export's
+  metadata) a timestamp mode the export does not have."""
   unknown = sorted(set(options) - set(MODEL_OPTIONS))
   if unknown:
     accepted = "; ".join(f"{k}: {v}" for k, v in MODEL_OPTIONS.items())
-    raise ValueError(f"load_model: unknown option(s) {unknown}; accepted: {accepted}")
+    raise ValueError(f"{who}: unknown option(s) {unknown}; accepted: {accepted}")
   clips = options.get("clips_per_call", CLIPS_PER_CALL)
   if isinstance(clips, bool) or not isinstance(clips, int) or clips < 1:
-    raise ValueError(f"load_model: clips_per_call must be {MODEL_OPTIONS['clips_per_call']}, "
+    raise ValueError(f"{who}: clips_per_call must be {MODEL_OPTIONS['clips_per_call']}, "
                      f"got {clips!r}")
+  fast = options.get("fast", FAST)
+  if not isinstance(fast, bool):
+    raise ValueError(f"{who}: fast must be {MODEL_OPTIONS['fast']}, got {fast!r}")
+  if fast and metadata is not None and not metadata.get("fast_embeddings", False):
+    raise ValueError(f"{who}: the export has no fast embeddings (written before them, or "
+                     "its encoder has no fixed frame stride); re-export it with `python -m "
+                     "cola_tf.export`, or leave fast off")
+  return {"clips_per_call": clips, "fast": fast}
+
+
+def load_model(model_file_path="", **options):
+  """Loads a cola_tf export folder (written by `python -m cola_tf.export`). `options` are
+  heareval's `--model-options` (see MODEL_OPTIONS)."""
+  options = check_model_options(options)
   if not model_file_path:
     raise ValueError("load_model needs the path of a cola_tf export folder (a SavedModel "
                      "written by `python -m cola_tf.export`)")
-  return ColaHearModel(model_file_path, clips_per_call=clips)
+  return ColaHearModel(model_file_path, **options)
 
 
 def _check_audio(audio, model):
@@ -117,7 +141,9 @@ def get_timestamp_embeddings(audio, model):
     frames = int(audio.shape[1]) * 1000 // model.sample_rate // 50 + 1
     return (tf.zeros([0, frames, model.timestamp_embedding_size]), tf.zeros([0, frames]))
   step = model.clips_per_call
-  parts = [model.saved_model.timestamp_embeddings(audio[i:i + step]) for i in range(0, n, step)]
+  embed = (model.saved_model.timestamp_embeddings_fast if model.fast
+           else model.saved_model.timestamp_embeddings)
+  parts = [embed(audio[i:i + step]) for i in range(0, n, step)]
   return tf.concat([p[0] for p in parts], 0), tf.concat([p[1] for p in parts], 0)
 
 
@@ -128,5 +154,6 @@ def get_scene_embeddings(audio, model):
   if n == 0:
     return tf.zeros([0, model.scene_embedding_size])
   step = model.clips_per_call
-  return tf.concat([model.saved_model.scene_embeddings(audio[i:i + step])
-                    for i in range(0, n, step)], 0)
+  embed = (model.saved_model.scene_embeddings_fast if model.fast
+           else model.saved_model.scene_embeddings)
+  return tf.concat([embed(audio[i:i + step]) for i in range(0, n, step)], 0)

@@ -16,8 +16,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test,hear]'
-# The HEAR harness and X-ARES's encoder check: their own metadata pins numpy 1.19, Python < 3.9
-# or torchaudio (which does not load with torch 2.13), so without their dependencies; the
-# [hear] extra above holds what they need.
-.venv/bin/python -m pip install --quiet --no-deps heareval==2021.1.3 xares==0.1.3
+# The HEAR harness and the torch suites (X-ARES, s3prl): their own metadata pins numpy 1.19,
+# Python < 3.9, transformers or huggingface_hub >= 1 (which s3prl's runner cannot import), so
+# without their dependencies; the [hear] extra above holds what they need.
+.venv/bin/python -m pip install --quiet --no-deps heareval==2021.1.3 xares==0.1.3 s3prl==0.4.18
 .venv/bin/python -m pip install --quiet --no-deps --ignore-requires-python hearvalidator==2021.0.6

@@ -86,11 +86,12 @@ SR = 16000
 NUMPY_WORDS = ("cat", "dog", "up", "down", "go", "yes", "no", "left")
 
 
-def make_speech_commands_tree(root, num_words=3, num_speakers=10):
+def make_speech_commands_tree(root, num_words=3, num_speakers=10, espeak=True):
   """A Speech Commands v0.02 tree: the espeak-ng generator (scripts/) when espeak-ng is
-  installed, else the same layout from numpy tones (word = pitch band)."""
+  installed (and `espeak`), else the same layout from numpy tones (word = pitch band; its
+  words include six of the ten keywords)."""
   script = os.path.join(REPO, "scripts", "make_speech_commands_synth.py")
-  if shutil.which("espeak-ng") and os.path.exists(script):
+  if espeak and shutil.which("espeak-ng") and os.path.exists(script):
     subprocess.run([sys.executable, script, root, "--speakers", str(num_speakers), "--words",
                     str(num_words), "--seed", "1"], check=True, capture_output=True,
                    env=subprocess_env())

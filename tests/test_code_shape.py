@@ -11,7 +11,10 @@ MAX_FUNCTION_LINES = 60
 # benchmark scripts. Everything else under cola_tf/ and hear_module/ is library.
 ENTRY_POINTS = {"cola_tf/train.py", "cola_tf/export.py", "cola_tf/linear_probe.py",
                 "cola_tf/hear_eval.py", "cola_tf/prepare_speech_commands.py",
-                "cola_tf/data/make_tfrecords.py"}
+                "cola_tf/data/make_tfrecords.py", "hear_module/torch_suites/s3prl_run.py",
+                "hear_module/torch_suites/make_s3prl_data.py",
+                "hear_module/torch_suites/xares_run.py",
+                "hear_module/torch_suites/make_xares_task.py"}
 
 
 def _imports_of(path):

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
+from cola_tf import encoder_frames
 from cola_tf import encoders
 from cola_tf import frontend as frontend_lib
 from cola_tf import frozen_encoder
@@ -74,11 +75,26 @@ def test_every_encoder_builder_exports_and_embeds_through_hear_module(name, tmp_
   enc = _small(name)
   module = frozen_encoder.FrozenEncoder(frontend_lib.LogMelFrontend(), enc, 15360)
   assert frozen_encoder.save(module, str(tmp_path / "export"))["encoder"] == name
-  model = hear_module.load_model(str(tmp_path / "export"))
   audio = np.random.default_rng(0).uniform(-0.5, 0.5, (2, 20000)).astype(np.float32)
   dim = int(enc.output_shape[-1])
-  assert hear_module.get_scene_embeddings(audio, model).shape == (2, dim)
-  assert hear_module.get_timestamp_embeddings(audio, model)[0].shape[-1] == dim
+  for fast in (False, True):  # every builder's encoders have the one-pass mode
+    model = hear_module.load_model(str(tmp_path / "export"), fast=fast)
+    assert hear_module.get_scene_embeddings(audio, model).shape == (2, dim)
+    assert hear_module.get_timestamp_embeddings(audio, model)[0].shape == (2, 26, dim)
+
+
+@pytest.mark.parametrize("pooling", encoders.POOLINGS)
+@pytest.mark.parametrize("name", _one_per_builder())
+def test_split_at_pool_recomposes_the_encoder(name, pooling):
+  """trunk -> frequency pooling -> head is the encoder (what the one-pass embeddings use),
+  and the trunk's frames have a fixed stride."""
+  enc = _small(name, pooling=pooling)
+  trunk, reduce_frequency, head = encoders.split_at_pool(enc)
+  x = tf.random.stateless_normal([3, 128, 64], seed=[4, 5])
+  np.testing.assert_allclose(head(reduce_frequency(trunk(x))).numpy(), enc(x).numpy(),
+                             rtol=1e-5, atol=1e-5)
+  stride = encoder_frames.time_stride(trunk, 64)
+  assert stride and trunk(x).shape[1] * stride == 128
 
 
 def test_drop_path_training_differs_from_inference():

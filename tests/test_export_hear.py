@@ -1,6 +1,7 @@
 """Export (SavedModel, TensorFlow alone) and the HEAR-API module over it."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -12,6 +13,7 @@ import soundfile as sf
 import tensorflow as tf
 
 import hear_module
+from cola_tf import encoder_frames
 from cola_tf import frozen_encoder as export_lib
 from cola_tf import export_metadata
 from cola_tf import hear_tasks
@@ -190,6 +192,53 @@ def test_exported_shared_stft_equals_the_reference(trained):
   np.testing.assert_allclose(saved.scene_embeddings(audio).numpy(),
                              saved.scene_embeddings_reference(audio).numpy(),
                              rtol=1e-4, atol=1e-5)
+
+
+def _cosines(a, b):
+  a, b = np.asarray(a), np.asarray(b)
+  return (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
+
+
+def test_fast_embeddings_are_close_to_exact_and_do_not_depend_on_pieces(trained, clean_gin):
+  """fast=True (one encoder pass per clip, cola_tf.encoder_frames): the exact mode's
+  timestamps and sizes, close to its numbers (not equal: docs/hear.md); the trunk's pieces
+  (frames_per_call, with margins) do not change them."""
+  model_dir, export_dir = trained
+  exact = hear_module.load_model(export_dir)
+  fast = hear_module.load_model(export_dir, fast=True)
+  rng = np.random.default_rng(8)
+  audio = (rng.uniform(-0.5, 0.5, (2, 70000)) * np.repeat(rng.uniform(0.05, 1, 35), 2000)
+           ).astype(np.float32)
+  (e, te), (f, tf_) = (hear_module.get_timestamp_embeddings(audio, m) for m in (exact, fast))
+  assert e.shape == f.shape == (2, 88, 192)
+  np.testing.assert_array_equal(te.numpy(), tf_.numpy())
+  assert np.median(_cosines(e, f)) > 0.9
+  assert _cosines(e, f).max() < 1 - 1e-4  # not the exact path under another name
+  assert _cosines(hear_module.get_scene_embeddings(audio, exact),
+                  hear_module.get_scene_embeddings(audio, fast)).min() > 0.9
+  frontend, model, window, _, _ = export_lib.load_trained(model_dir)
+  starts = tf.range(88) * 800
+  whole = encoder_frames.EncoderFrames(frontend, model.encoder, window)
+  pieces = encoder_frames.EncoderFrames(frontend, model.encoder, window, frames_per_call=96)
+  np.testing.assert_allclose(pieces.embed_windows(audio, starts, window // 2).numpy(),
+                             whole.embed_windows(audio, starts, window // 2).numpy(),
+                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(whole.embed_windows(audio, starts, window // 2).numpy(), f.numpy(),
+                             rtol=1e-4, atol=1e-5)
+  gin.clear_config()
+
+
+def test_fast_mode_errors(trained, tmp_path):
+  copy = str(tmp_path / "older_export")
+  shutil.copytree(trained[1], copy)
+  metadata = export_metadata.read(copy)
+  del metadata["fast_embeddings"]  # as exports written before the fast mode
+  export_metadata.write(copy, metadata)
+  assert hear_module.load_model(copy).fast is False
+  with pytest.raises(ValueError, match="has no fast embeddings .* re-export it"):
+    hear_module.load_model(copy, fast=True)
+  with pytest.raises(ValueError, match="fast must be true or false"):
+    hear_module.load_model(trained[1], fast="yes")
 
 
 def test_hear_api_shapes_timestamps_and_batches(trained):
@@ -442,9 +491,9 @@ def test_an_interrupted_save_leaves_no_staging_folder(tmp_path, monkeypatch):
 
 def test_hear_benchmark_measures_peak_memory_of_a_long_clip(trained):
   """The HEAR benchmark's memory probe: a fresh process, its peak above the loaded export's,
-  and the output it held (timestamps: one 192-d float32 frame every 50 ms)."""
+  and the output it held (fast timestamps: one 192-d float32 frame every 50 ms)."""
   from cola_tf.benchmarks import hear_embeddings  # pylint: disable=import-outside-toplevel
-  m = hear_embeddings.peak_memory(trained[1], "timestamp", 0.5)
+  m = hear_embeddings.peak_memory(trained[1], "timestamp fast", 0.5)
   assert 0 < m["loaded_mib"] <= m["peak_mib"]
   frames = 30 * 1000 // 50 + 1
   assert m["output_mib"] == pytest.approx(frames * 192 * 4 / 2**20)

@@ -16,6 +16,7 @@ import soundfile as sf
 
 import hear_task_writer
 from cola_tf import export_metadata
+from cola_tf import hear_eval
 from cola_tf import hear_harness
 from cola_tf import hear_tasks
 from cola_tf import workdir_lock
@@ -84,13 +85,15 @@ def test_every_task_type_and_two_models_in_one_work_folder(exports, tasks, tmp_p
   random_id = export_metadata.identity(export_metadata.read(random_init))
   assert trained_id != random_id and "random-init" in random_id
 
-  _stopped_mid_embeddings(random_init, tasks, work)
+  # The second model in the fast mode (heareval's --model-options): its own folders.
+  fast = ["--model-options", '{"fast": true}']
+  _stopped_mid_embeddings(random_init, tasks, work, fast)
   out2 = _run(["cola_tf.hear_eval", "--model", random_init, "--tasks", tasks, "--work", work,
-               "--grid-points", "1"])
+               "--grid-points", "1", *fast])
   assert "resampling" not in out2  # the 48 kHz task was resampled once, for both models
   summaries = {}
-  for model_id in (trained_id, random_id):
-    with open(os.path.join(work, "embeddings", model_id, "scores.json")) as f:
+  for model_id, scores in ((trained_id, "scores.json"), (random_id, "scores-fast=true.json")):
+    with open(os.path.join(work, "embeddings", model_id, scores)) as f:
       summaries[model_id] = json.load(f)
     assert summaries[model_id]["model_id"] == model_id
     for task in ("tones_scene-48k", "tones_kfold", "beeps_event"):
@@ -101,9 +104,11 @@ def test_every_task_type_and_two_models_in_one_work_folder(exports, tasks, tmp_p
   event = summaries[trained_id]["tasks"]["beeps_event"]
   assert event["primary_score"] == "event_onset_200ms_fms"
   assert event["others"]["segment_1s_er"] is not None
-  emb = os.path.join(work, "embeddings", "{}", "hear_module", "tones_kfold",
-                     "fold00.embeddings.npy")
-  assert _md5(emb.format(trained_id)) != _md5(emb.format(random_id))
+  emb = os.path.join(work, "embeddings", "{}", "{}", "beeps_event", "test.embeddings.npy")
+  assert _md5(emb.format(trained_id, "hear_module")) != _md5(
+      emb.format(random_id, "hear_module-fast=true"))
+  with open(os.path.join(work, "logs", random_id, "embeddings-fast=true.log")) as f:
+    assert "hear_module {\"fast\": true}" in f.read()  # heareval's own line
 
   # The same model again: embeddings and predictions reused, same scores.
   done = os.path.join(work, "embeddings", trained_id, "hear_module", "beeps_event",
@@ -116,12 +121,12 @@ def test_every_task_type_and_two_models_in_one_work_folder(exports, tasks, tmp_p
   assert _scores(out3) == lines
 
 
-def _stopped_mid_embeddings(model, tasks, work):
+def _stopped_mid_embeddings(model, tasks, work, options):
   """SIGTERM while heareval's embeddings runner works: hear_eval exits 143 with one line and
   no process of the harness is left."""
   proc = subprocess.Popen(
       [sys.executable, "-m", "cola_tf.hear_eval", "--model", model, "--tasks", tasks,
-       "--work", work, "--grid-points", "1"], cwd=REPO, env=subprocess_env(),
+       "--work", work, "--grid-points", "1", *options], cwd=REPO, env=subprocess_env(),
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   for line in proc.stdout:
     if "embeddings: running" in line:
@@ -195,6 +200,16 @@ def test_hear_eval_errors(tmp_path, exports, tasks):
                         env=subprocess_env(), capture_output=True, text=True, timeout=300)
   assert proc.returncode == 2, proc.stderr
   assert f"work {work} is in use by another hear_eval (pid {os.getpid()}" in proc.stderr
+  proc = subprocess.run([sys.executable, "-m", "cola_tf.hear_eval", "--model", exports[0],
+                         "--tasks", tasks, "--model-options", '{"fast": 1}'], cwd=REPO,
+                        env=subprocess_env(), capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2 and "fast must be true or false" in proc.stderr, proc.stderr
+  assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+  for options in ("fast", "[1]"):
+    with pytest.raises(ValueError, match="--model-options must be a JSON dict"):
+      hear_eval._json_dict(options)
+  with pytest.raises(ValueError, match=r"unknown option\(s\) \['speed'\]"):
+    hear_harness.evaluate(exports[0], tasks, str(tmp_path / "w"), model_options={"speed": 2})
 
 
 def test_embeddings_runner_is_shown_no_gpu_when_tensorflow_has_none():

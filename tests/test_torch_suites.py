@@ -1,6 +1,11 @@
-"""Torch-suite adapters over the export: X-ARES's own encoder check, and the EVAR / s3prl
-interfaces (those suites cannot be installed here: checked against their documented API)."""
+"""Torch-suite adapters over the export: s3prl's and X-ARES's own runners end to end on
+Speech Commands tasks built here, X-ARES's encoder check, and EVAR's interface (EVAR is not on
+the package index: checked against its documented API)."""
 import importlib
+import json
+import os
+import re
+import subprocess
 import sys
 import types
 import warnings
@@ -10,7 +15,11 @@ import pytest
 import torch
 
 import hear_module
-from hear_module.torch_suites import s3prl_upstream, xares_encoder
+from conftest import REPO, make_speech_commands_tree, subprocess_env
+from hear_module.torch_suites import s3prl_support, s3prl_upstream, xares_encoder
+from hear_module.torch_suites import xares_support
+
+XARES_TASK = "hear_module/torch_suites/xares_speech_commands.py"
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +105,70 @@ def test_s3prl_upstream(export_dir):
   alone, _ = hear_module.get_timestamp_embeddings(wavs[0].numpy()[None], model)
   # Batched with another clip: equal up to float rounding of batched kernels.
   np.testing.assert_allclose(hidden[0][0].numpy(), np.asarray(alone)[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def speech_commands(tmp_path_factory):
+  """6 words (up, down, go and yes among them) x 8 speakers, numpy audio."""
+  root = str(tmp_path_factory.mktemp("speech_commands") / "tree")
+  make_speech_commands_tree(root, num_words=6, num_speakers=8, espeak=False)
+  return root
+
+
+def _suite(module, args, env=None):
+  proc = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO,
+                        env={**subprocess_env(), "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  return proc.stdout + proc.stderr
+
+
+def test_s3prl_runs_its_speech_commands_downstream_on_the_export(export_dir, speech_commands,
+                                                                  tmp_path):
+  """s3prl's own run_downstream (through s3prl_run: upstream `cola_tf`) trains its
+  speech_commands downstream for a few steps and scores dev and test itself."""
+  data = str(tmp_path / "s3prl_data")
+  counts = s3prl_support.write_speech_commands(speech_commands, data, steps=6, eval_step=6,
+                                       batch_size=8)
+  assert set(counts) == {"up", "down", "go", "yes", "_unknown_", "_silence_"}
+  def clips(split):
+    return {os.path.realpath(os.path.join(d, n)) for d, _, names in
+            os.walk(os.path.join(data, split)) for n in names if "nohash" in n}
+  assert clips("train") and clips("test") and not clips("train") & clips("test")
+  exp = str(tmp_path / "s3prl_exp")
+  _suite("hear_module.torch_suites.s3prl_run", [
+      "-m", "train", "-u", "cola_tf", "-k", export_dir, "-d", "speech_commands", "-c",
+      os.path.join(data, "config.yaml"), "-p", exp, "--device", "cpu"])
+  with open(os.path.join(exp, "log.log")) as f:
+    log = f.read()
+  for split in ("dev", "test"):
+    score = re.search(rf"{split} at step 6: ([0-9.]+)", log)
+    assert score and 0.0 <= float(score.group(1)) <= 1.0, log[-2000:]
+
+
+def test_xares_runner_scores_the_export_on_a_local_task(export_dir, speech_commands, tmp_path,
+                                                        monkeypatch, capsys):
+  """X-ARES's own runner (through xares_run) on a task written here in its layout: its MLP
+  and kNN scores; results of another export or mode are not reused."""
+  env_root = str(tmp_path / "xares")
+  assert xares_support.write_speech_commands(speech_commands, env_root) == {
+      "train": 36, "valid": 6, "test": 6}
+  env = {xares_encoder.EXPORT_ENV: export_dir, xares_support.ENV_ROOT: env_root}
+  out = _suite("hear_module.torch_suites.xares_run",
+               ["hear_module/torch_suites/xares_encoder.py", XARES_TASK], env)
+  row = re.search(r"Speech Commands words \(cola_tf, local\)\s+([0-9.]+)\s+([0-9.]+)", out)
+  assert row and all(0.0 <= float(v) <= 1.0 for v in row.groups()), out[-3000:]
+  task_dir = os.path.join(env_root, xares_support.NAME)
+  results = [os.path.join(task_dir, f, "ColaTFEncoder") for f in xares_support.RESULTS]
+  assert all(os.path.isdir(r) for r in results)
+  with open(os.path.join(results[0], xares_support.MARKER)) as f:
+    assert json.load(f) == {"export": os.path.abspath(export_dir), "fast": False}
+  for name, value in env.items():
+    monkeypatch.setenv(name, value)
+  xares_support.prepare()
+  xares_support.fresh_results([XARES_TASK], "ColaTFEncoder")  # same export and mode: kept
+  assert all(os.path.isdir(r) for r in results)
+  monkeypatch.setenv(xares_encoder.FAST_ENV, "1")
+  xares_support.fresh_results([XARES_TASK], "ColaTFEncoder")
+  assert "removing" in capsys.readouterr().out
+  assert not os.path.isdir(results[1])

@@ -8,13 +8,15 @@ the weights) with `cola_tf.frozen_encoder.export`, loads the SavedModel with Ten
 times, on the same random audio in the same process, scene embeddings, timestamp embeddings
 (one STFT per clip, the export's `timestamp_embeddings`), and the per-window references
 (`timestamp_embeddings_reference`, `scene_embeddings_reference`: each window's waveform
-through the whole frontend). Each figure is the median of --repeats timed calls after one
-warm-up call; the ratios timestamp/scene and new/reference come from the same run.
+through the whole frontend), and the fast mode's (`hear_module.load_model(..., fast=True)`:
+one encoder pass per clip, `*_embeddings_fast`). Each figure is the median of --repeats
+timed calls after one warm-up call; the ratios come from the same run.
 A 0.96 s window every 50 ms means ~20 windows per second of audio for timestamps against
-~2.1 for scenes (every 0.48 s), so the encoder alone bounds timestamp/scene near 0.1.
+~2.1 for scenes (every 0.48 s), so the encoder alone bounds exact timestamp/scene near 0.1;
+the fast mode encodes each second about once for both.
 Then, for each encoder, the peak resident memory of a fresh process embedding one clip of
---memory_minutes (scene, then timestamps) through hear_module, against its memory once the
-export is loaded and warm.
+--memory_minutes (scene, then timestamps; exact, then fast) through hear_module, against its
+memory once the export is loaded and warm.
 """
 import argparse
 import json
@@ -83,8 +85,8 @@ def status_mib(field):
   return int(line.split()[1]) / 1024
 
 path, kind, minutes = sys.argv[1], sys.argv[2], float(sys.argv[3])
-embed = getattr(hear_module, f"get_{kind}_embeddings")
-model = hear_module.load_model(path)
+embed = getattr(hear_module, f"get_{kind.split()[0]}_embeddings")
+model = hear_module.load_model(path, fast=kind.endswith(" fast"))
 embed(np.zeros((1, 16000), np.float32), model)  # traced and warm
 audio = np.random.default_rng(0).uniform(-0.5, 0.5, (1, int(minutes * 60 * 16000)))
 audio = audio.astype(np.float32)
@@ -100,7 +102,8 @@ print(json.dumps({"loaded_mib": loaded, "peak_mib": status_mib("VmHWM"),
 
 def peak_memory(path, kind, minutes):
   """{loaded_mib, peak_mib, output_mib} of a fresh process that loads the export and embeds
-  one clip of `minutes` (kind: scene | timestamp) through hear_module: its resident memory
+  one clip of `minutes` (kind: scene | timestamp, with ' fast' for the fast mode) through
+  hear_module: its resident memory
   with the export loaded and the clip in memory, its peak while embedding, the output's
   size."""
   import subprocess  # pylint: disable=import-outside-toplevel
@@ -128,7 +131,9 @@ def run(encoder, seconds, clips, repeats, folder):
   for name, fn in (("scene", saved.scene_embeddings),
                    ("scene_reference", saved.scene_embeddings_reference),
                    ("timestamp", saved.timestamp_embeddings),
-                   ("timestamp_reference", saved.timestamp_embeddings_reference)):
+                   ("timestamp_reference", saved.timestamp_embeddings_reference),
+                   ("scene_fast", saved.scene_embeddings_fast),
+                   ("timestamp_fast", saved.timestamp_embeddings_fast)):
     rates[name] = audio_s / time_calls(fn, audio, repeats)
   return {"encoder": encoder, "export_s": export_s,
           "frontend": f"{frontend['waveform_normalization']}, {frontend['padding']}, "
@@ -136,22 +141,24 @@ def run(encoder, seconds, clips, repeats, folder):
           **rates,
           "timestamp_over_scene": rates["timestamp"] / rates["scene"],
           "timestamp_new_over_reference": rates["timestamp"] / rates["timestamp_reference"],
-          "scene_new_over_reference": rates["scene"] / rates["scene_reference"]}
+          "scene_new_over_reference": rates["scene"] / rates["scene_reference"],
+          "timestamp_fast_over_scene": rates["timestamp_fast"] / rates["scene"],
+          "timestamp_fast_over_exact": rates["timestamp_fast"] / rates["timestamp"]}
 
 
 def _memory_table(results, folder, minutes):
   print(f"\npeak resident memory embedding one {minutes:g}-minute clip through hear_module "
         "(fresh process each; MiB):", flush=True)
-  print(f"{'encoder':16s} {'embeddings':10s} {'loaded':>8s} {'peak':>8s} {'peak - loaded':>13s} "
+  print(f"{'encoder':16s} {'embeddings':14s} {'loaded':>8s} {'peak':>8s} {'peak - loaded':>13s} "
         f"{'output':>8s} {'wall s':>7s}", flush=True)
   for r in results:
     path = os.path.join(folder, r["encoder"], "export")
-    for kind in ("scene", "timestamp"):
+    for kind in ("scene", "timestamp", "scene fast", "timestamp fast"):
       started = time.perf_counter()
       m = peak_memory(path, kind, minutes)
       m["wall_s"] = time.perf_counter() - started
-      r[f"{kind}_memory_{minutes:g}min"] = m
-      print(f"{r['encoder']:16s} {kind:10s} {m['loaded_mib']:8.0f} {m['peak_mib']:8.0f} "
+      r[f"{kind.replace(' ', '_')}_memory_{minutes:g}min"] = m
+      print(f"{r['encoder']:16s} {kind:14s} {m['loaded_mib']:8.0f} {m['peak_mib']:8.0f} "
             f"{m['peak_mib'] - m['loaded_mib']:13.0f} {m['output_mib']:8.1f} "
             f"{m['wall_s']:7.1f}", flush=True)
 
@@ -183,7 +190,8 @@ def main(argv=None):
         "calls; seconds of audio embedded per second (ref = each window through the whole "
         "frontend)\n", flush=True)
   print(f"{'encoder':16s} {'frontend':40s} {'scene':>7s} {'scene ref':>9s} {'timestamp':>9s} "
-        f"{'ts ref':>7s} {'ts/scene':>8s} {'ts new/ref':>10s} {'scene new/ref':>13s}",
+        f"{'ts ref':>7s} {'ts/scene':>8s} {'ts new/ref':>10s} {'scene new/ref':>13s} "
+        f"{'scene fast':>10s} {'ts fast':>8s} {'ts fast/scene':>13s} {'ts fast/exact':>13s}",
         flush=True)
   results = []
   with tempfile.TemporaryDirectory() as folder:
@@ -193,7 +201,9 @@ def main(argv=None):
       print(f"{encoder:16s} {r['frontend']:40s} {r['scene']:7.1f} {r['scene_reference']:9.1f} "
             f"{r['timestamp']:9.1f} {r['timestamp_reference']:7.1f} "
             f"{r['timestamp_over_scene']:8.3f} {r['timestamp_new_over_reference']:10.2f} "
-            f"{r['scene_new_over_reference']:13.2f}", flush=True)
+            f"{r['scene_new_over_reference']:13.2f} {r['scene_fast']:10.1f} "
+            f"{r['timestamp_fast']:8.1f} {r['timestamp_fast_over_scene']:13.2f} "
+            f"{r['timestamp_fast_over_exact']:13.2f}", flush=True)
     if a.memory_minutes > 0:
       _memory_table(results, folder, a.memory_minutes)
   print(f"\nload average at the end {os.getloadavg()[0]:.2f}", flush=True)

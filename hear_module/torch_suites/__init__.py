@@ -7,6 +7,11 @@ frames come every 50 ms (the HEAR timestamp embeddings: frame j is centred at j 
   xares_encoder.ColaTFEncoder     X-ARES encoder ([B, T] -> [B, T', D]; check_audio_encoder)
   evar_ar.AR_ColaTF               EVAR audio representation (BaseAudioRepr subclass)
   s3prl_upstream.ColaTFUpstream   s3prl upstream expert (list of wavs -> hidden_states)
+The suites' own runners, with what they need here (s3prl_support, xares_support;
+torchaudio_compat: torchaudio beside the CPU torch): `python -m
+hear_module.torch_suites.s3prl_run` (s3prl's run_downstream with this upstream registered)
+and `python -m hear_module.torch_suites.xares_run` (xares.run); Speech Commands tasks for
+them: `make_s3prl_data`, `make_xares_task` (task file xares_speech_commands.py).
 """
 import numpy as np
 import torch
@@ -17,8 +22,8 @@ import hear_module
 class ExportFrames:
   """A loaded export that embeds torch batches: frames [B, T', D] or scenes [B, D]."""
 
-  def __init__(self, export_dir):
-    self.model = hear_module.load_model(export_dir)
+  def __init__(self, export_dir, fast=False):
+    self.model = hear_module.load_model(export_dir, fast=fast)
     self.sample_rate = self.model.sample_rate
     self.output_dim = self.model.timestamp_embedding_size
     self.hop_ms = float(self.model.metadata["timestamp_hop_ms"])

@@ -1,0 +1,127 @@
+"""Fast timestamp embeddings: one encoder pass per clip, read off the encoder's time axis.
+
+The exact timestamp embeddings (`FrozenEncoder.timestamp_embeddings`) run the encoder on a
+0.96 s window every 50 ms, so each second of audio goes through it ~20 times. Here the
+clip's log-mel goes through the encoder's trunk (everything before its pooling,
+`encoders.split_at_pool`) once, in pieces of at most `frames_per_call` frames (over the
+batch) with `margin` frames of context on each side, and the embedding at a timestamp is
+the encoder's own pooling over the trunk frames of the 0.96 s window centred on it
+(round(window frames / stride) of them). It differs from the exact embedding in:
+* context: trunk frames near the window's edges see the audio beyond it (the exact
+  window sees its own padding there);
+* normalisation: each log-mel frame is normalised as the centre frame of a window around it
+  (`LogMelFrontend.sliding_features`) rather than with its window's factor and statistics;
+* time resolution: timestamps within one trunk stride of each other (160 ms for small_cnn,
+  320 ms for EfficientNet and ConvNeXt) pool the same frames.
+docs/hear.md has both modes' measured speed and scores.
+"""
+import tensorflow as tf
+
+from cola_tf import encoders
+
+# Log-mel frames (over the batch) per call into the trunk: bounds memory for long clips.
+TRUNK_FRAMES_PER_CALL = 16384
+# Log-mel frames (over the batch) per STFT call.
+STFT_FRAMES_PER_CALL = 4096
+
+
+def time_stride(trunk, num_mel_bins):
+  """Log-mel frames per trunk frame, or None when the trunk's frame count is not the input's
+  divided by a fixed stride."""
+  counts = [trunk.compute_output_shape((1, n, num_mel_bins))[1] for n in (512, 1024)]
+  if counts[0] and 512 % counts[0] == 0 and counts[1] == 2 * counts[0]:
+    return 512 // counts[0]
+  return None
+
+
+class EncoderFrames:
+  """The fast path of a frozen encoder (see the module docstring)."""
+
+  def __init__(self, frontend, encoder, window_samples, chunk_windows=256,
+               frames_per_call=TRUNK_FRAMES_PER_CALL):
+    self._frontend = frontend
+    self.trunk, self.reduce_frequency, self.head = encoders.split_at_pool(encoder)
+    self.window_samples = int(window_samples)
+    self.window_frames = frontend.num_frames(window_samples)
+    self.chunk_windows = int(chunk_windows)
+    self.stride = time_stride(self.trunk, frontend.num_mel_bins)
+    self.applies = bool(self.stride) and self.window_samples % frontend.hop_length == 0
+    if self.applies:
+      self.frames_pooled = max(1, round(self.window_frames / self.stride))
+      self.margin = -(-self.window_frames // self.stride) * self.stride
+      self.frames_per_call = max(int(frames_per_call) // self.stride * self.stride,
+                                 self.stride)
+
+  def embed_windows(self, audio, starts, front_pad):
+    """Embeddings [batch, n, D] of the windows starting at `starts` (multiples of the
+    frontend's hop) in the clip padded with `front_pad` zeros in front and zeros behind, as
+    `FrozenEncoder._embed_windows` takes them, from one trunk pass over the padded clip."""
+    fe = self._frontend
+    hop = fe.hop_length
+    audio = fe.normalize_clip(audio)
+    num_frames = starts[-1] // hop + self.window_frames
+    # Frame t of the padded clip starts at its sample t * hop - reflect: the 'valid' frame t
+    # of `signal` (the clip's padding is zeros, so is its reflection when front_pad is more
+    # than `reflect`).
+    reflect = fe.reflect_samples()
+    tail = self.window_samples + (self.window_frames + 1) * hop + reflect + fe.window_length
+    signal = tf.pad(audio, [[0, 0], [front_pad + reflect, tail]])
+    mel = fe.valid_mel_power(signal, num_frames, STFT_FRAMES_PER_CALL)
+    context = self._context_sum_squares(signal[:, reflect:], num_frames)
+    frame_map = self._frame_map(fe.sliding_features(mel, context, self.window_frames))
+    return self._pool_windows(frame_map, starts // hop + self.window_frames // 2,
+                              tf.shape(audio)[0])
+
+  def _context_sum_squares(self, padded, num_frames):
+    """[batch, num_frames]: the sum of squares of the window whose centre frame is each
+    frame (window k * hop .. k * hop + window for centre frame k + window_frames // 2)."""
+    hop = self._frontend.hop_length
+    blocks_per_window = self.window_samples // hop
+    blocks = num_frames + blocks_per_window
+    block_ss = tf.reduce_sum(tf.square(tf.reshape(
+        padded[:, :blocks * hop], [tf.shape(padded)[0], blocks, hop])), axis=-1)
+    cumulative = tf.pad(tf.cumsum(tf.cast(block_ss, tf.float64), axis=1), [[0, 0], [1, 0]])
+    first = tf.clip_by_value(tf.range(num_frames) - self.window_frames // 2, 0, blocks)
+    last = tf.clip_by_value(first + blocks_per_window, 0, blocks)
+    return tf.cast(tf.gather(cumulative, last, axis=1) - tf.gather(cumulative, first, axis=1),
+                   tf.float32)
+
+  def _frame_map(self, features):
+    """Trunk frames of features [batch, frames, mels], pooled over frequency: [batch,
+    frames / stride (rounded up to a call), 1, channels], `frames_per_call` at a time."""
+    stride, margin = self.stride, self.margin
+    batch, frames = tf.shape(features)[0], tf.shape(features)[1]
+    per_call = tf.maximum(self.frames_per_call // batch // stride * stride, stride)
+    per_call = tf.minimum(per_call, (frames + stride - 1) // stride * stride)
+    calls = (frames + per_call - 1) // per_call
+    padded = tf.pad(features, [[0, 0], [margin, calls * per_call - frames + margin], [0, 0]])
+    out = tf.TensorArray(tf.float32, size=calls, infer_shape=False,
+                         element_shape=tf.TensorShape([None, None, 1, None]))
+    for i in tf.range(calls):
+      piece = padded[:, i * per_call:(i + 1) * per_call + 2 * margin]
+      trunk_frames = self.reduce_frequency(tf.cast(self.trunk(piece, training=False),
+                                                   tf.float32))
+      kept = trunk_frames[:, margin // stride:(margin + per_call) // stride]
+      out = out.write(i, tf.transpose(kept, [1, 0, 2, 3]))
+    return tf.transpose(out.concat(), [1, 0, 2, 3])
+
+  def _pool_windows(self, frame_map, centre_frames, batch):
+    """The encoder's pooling over the `frames_pooled` trunk frames nearest each window's
+    centre log-mel frame: [batch, n, D], `chunk_windows` windows at a time."""
+    count = self.frames_pooled
+    available = tf.shape(frame_map)[1]
+    first = tf.cast(tf.round(tf.cast(centre_frames, tf.float32) / self.stride - count / 2),
+                    tf.int32)
+    first = tf.clip_by_value(first, 0, available - count)
+    n = tf.shape(centre_frames)[0]
+    total = batch * n
+    index = (tf.repeat(tf.range(batch), n) * available + tf.tile(first, [batch]))[:, None] \
+        + tf.range(count)[None, :]
+    flat = tf.reshape(frame_map, [batch * available, 1, tf.shape(frame_map)[-1]])
+    chunks = (total + self.chunk_windows - 1) // self.chunk_windows
+    out = tf.TensorArray(tf.float32, size=chunks, infer_shape=False)
+    for i in tf.range(chunks):
+      lo = i * self.chunk_windows
+      hi = tf.minimum(lo + self.chunk_windows, total)
+      out = out.write(i, tf.cast(self.head(tf.gather(flat, index[lo:hi])), tf.float32))
+    return tf.reshape(out.concat(), [batch, n, -1])
