@@ -35,16 +35,20 @@ def time_stride(trunk, num_mel_bins):
 
 
 class EncoderFrames:
-  """The fast path of a frozen encoder (see the module docstring)."""
+  """The fast path of a frozen encoder (see the module docstring). `applies` is False for
+  an encoder without a pooling layer named 'pool' (every registered encoder has one) or
+  whose trunk has no fixed frame stride: its export has no fast embeddings."""
 
   def __init__(self, frontend, encoder, window_samples, chunk_windows=256,
                frames_per_call=TRUNK_FRAMES_PER_CALL):
     self._frontend = frontend
-    self.trunk, self.reduce_frequency, self.head = encoders.split_at_pool(encoder)
     self.window_samples = int(window_samples)
     self.window_frames = frontend.num_frames(window_samples)
     self.chunk_windows = int(chunk_windows)
-    self.stride = time_stride(self.trunk, frontend.num_mel_bins)
+    self.stride = None
+    if any(layer.name == "pool" for layer in getattr(encoder, "layers", [])):
+      self.trunk, self.reduce_frequency, self.head = encoders.split_at_pool(encoder)
+      self.stride = time_stride(self.trunk, frontend.num_mel_bins)
     self.applies = bool(self.stride) and self.window_samples % frontend.hop_length == 0
     if self.applies:
       self.frames_pooled = max(1, round(self.window_frames / self.stride))
@@ -52,14 +56,19 @@ class EncoderFrames:
       self.frames_per_call = max(int(frames_per_call) // self.stride * self.stride,
                                  self.stride)
 
-  def embed_windows(self, audio, starts, front_pad):
+  def embed_windows(self, audio, starts, front_pad, end=None):
     """Embeddings [batch, n, D] of the windows starting at `starts` (multiples of the
     frontend's hop) in the clip padded with `front_pad` zeros in front and zeros behind, as
-    `FrozenEncoder._embed_windows` takes them, from one trunk pass over the padded clip."""
+    `FrozenEncoder._embed_windows` takes them, from one trunk pass over the padded clip.
+
+    `end`: where the padded clip ends for the encoder (samples; default: the last window's
+    end). Frames past it are neither encoded nor in any frame's normalisation window: scene
+    windows lie within the clip, so its zero padding must not enter their statistics."""
     fe = self._frontend
     hop = fe.hop_length
     audio = fe.normalize_clip(audio)
-    num_frames = starts[-1] // hop + self.window_frames
+    num_frames = (starts[-1] // hop + self.window_frames if end is None
+                  else tf.maximum(end // hop, 1))
     # Frame t of the padded clip starts at its sample t * hop - reflect: the 'valid' frame t
     # of `signal` (the clip's padding is zeros, so is its reflection when front_pad is more
     # than `reflect`).
@@ -73,16 +82,18 @@ class EncoderFrames:
                               tf.shape(audio)[0])
 
   def _context_sum_squares(self, padded, num_frames):
-    """[batch, num_frames]: the sum of squares of the window whose centre frame is each
-    frame (window k * hop .. k * hop + window for centre frame k + window_frames // 2)."""
+    """[batch, num_frames]: the sum of squares of each frame's window: the one whose centre
+    frame it is (samples k * hop .. k * hop + window for frame k + window_frames // 2),
+    moved inside the num_frames frames near their ends (`sliding_features`' windows)."""
     hop = self._frontend.hop_length
     blocks_per_window = self.window_samples // hop
     blocks = num_frames + blocks_per_window
     block_ss = tf.reduce_sum(tf.square(tf.reshape(
         padded[:, :blocks * hop], [tf.shape(padded)[0], blocks, hop])), axis=-1)
     cumulative = tf.pad(tf.cumsum(tf.cast(block_ss, tf.float64), axis=1), [[0, 0], [1, 0]])
-    first = tf.clip_by_value(tf.range(num_frames) - self.window_frames // 2, 0, blocks)
-    last = tf.clip_by_value(first + blocks_per_window, 0, blocks)
+    first = tf.clip_by_value(tf.range(num_frames) - self.window_frames // 2, 0,
+                             tf.maximum(num_frames - self.window_frames, 0))
+    last = tf.minimum(first + blocks_per_window, blocks)
     return tf.cast(tf.gather(cumulative, last, axis=1) - tf.gather(cumulative, first, axis=1),
                    tf.float32)
 

@@ -286,12 +286,13 @@ class LogMelFrontend:
     normalisations, for reading frame embeddings off one encoder pass over a clip.
 
     mel_power: [batch, frames, mels] of the un-normalised signal (the frontend's framing);
-    context_sum_squares: [batch, frames], the sum of squared samples of the model input
-    (`context_frames` frames long) whose centre frame is each frame. 'l2_window' scales
-    each frame's power by its context's factor; 'per_window' standardises each frame with
-    the mean and standard deviation of the log-mel over its context's frames (those inside
-    the signal). For the centre frame of a model input whose frames are all interior, the
-    numbers are `__call__`'s, up to float rounding.
+    context_sum_squares: [batch, frames], the sum of squared samples of each frame's model
+    input (`context_frames` frames long): the one centred on it, moved inside the signal
+    near its ends, as windows that must lie within a clip are. 'l2_window' scales each
+    frame's power by its context's factor; 'per_window' standardises each frame with the
+    mean and standard deviation of the log-mel over its context's frames. For the centre
+    frame of a model input whose frames are all interior, the numbers are `__call__`'s, up
+    to float rounding.
     """
     scale = self.window_power_scale(context_sum_squares)
     if scale is not None:
@@ -305,8 +306,9 @@ class LogMelFrontend:
                                    tf.ones_like(log_mel[..., 0])], -1), tf.float64)
     cumulative = tf.pad(tf.cumsum(frame_sums, axis=1), [[0, 0], [1, 0], [0, 0]])
     frames = tf.shape(log_mel)[1]
-    first = tf.clip_by_value(tf.range(frames) - context_frames // 2, 0, frames)
-    last = tf.clip_by_value(tf.range(frames) - context_frames // 2 + context_frames, 0, frames)
+    first = tf.clip_by_value(tf.range(frames) - context_frames // 2, 0,
+                             tf.maximum(frames - context_frames, 0))
+    last = tf.minimum(first + context_frames, frames)
     sums = tf.gather(cumulative, last, axis=1) - tf.gather(cumulative, first, axis=1)
     count = sums[..., 2:] * self.num_mel_bins
     mean = sums[..., 0:1] / count

@@ -238,8 +238,11 @@ class FrozenEncoder(tf.Module):
 
   def _scene_embeddings_fast(self, audio):
     """`scene_embeddings` (the same windows) from one encoder pass per clip."""
-    starts = self.scene_starts(tf.shape(audio)[1])
-    return tf.reduce_mean(self._frames.embed_windows(audio, starts, 0), axis=1)
+    length = tf.shape(audio)[1]
+    # The scene windows lie within the clip (one zero-padded window if shorter).
+    end = tf.maximum(length, self.window_samples)
+    return tf.reduce_mean(self._frames.embed_windows(audio, self.scene_starts(length), 0, end),
+                          axis=1)
 
   def _scene_embeddings(self, audio):
     """Mean over the scene windows. With the shared STFT (as timestamps), except for a last

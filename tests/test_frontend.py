@@ -199,9 +199,9 @@ def test_window_frames_from_the_signal_and_edge_pieces(padding, lo, hi, head, ta
 @pytest.mark.parametrize("normalization", ["none", "per_window"])
 def test_sliding_features_frame_is_the_centre_frame_of_its_window(normalization):
   """Each frame of `sliding_features` is normalised as the centre frame of the 0.96 s model
-  input around it (the one-pass embeddings' input): its 'l2_window' factor is the window's
-  (equal to the window's own centre frame without 'per_window'), and 'per_window'
-  standardises it over the window's frames of the signal."""
+  input around it (the one-pass embeddings' input; moved inside the signal near its ends):
+  its 'l2_window' factor is the window's (equal to the window's own centre frame without
+  'per_window'), and 'per_window' standardises it over the window's frames."""
   fe = frontend_lib.LogMelFrontend(normalization=normalization)
   rng = np.random.default_rng(3)
   signal = (rng.standard_normal(48000) * np.repeat(rng.uniform(0.01, 1.0, 30), 1600)
@@ -210,18 +210,20 @@ def test_sliding_features_frame_is_the_centre_frame_of_its_window(normalization)
   frames = fe.num_frames(window)
   mel = fe.mel_power(signal).numpy()
   squares = np.square(signal.astype(np.float64))
-  starts = [(t - frames // 2) * hop for t in range(mel.shape[0])]
+  # Each frame's window: centred on it, moved inside the signal near its ends.
+  firsts = [min(max(t - frames // 2, 0), mel.shape[0] - frames) for t in range(mel.shape[0])]
+  starts = [f * hop for f in firsts]
   context = np.array([squares[max(s, 0):max(s + window, 0)].sum() for s in starts], np.float32)
   sliding = fe.sliding_features(mel[None], context[None], frames).numpy()[0]
   log_mel = np.log(np.maximum(mel / context[:, None], fe.log_floor))
   for t in (3, 60, 137, 190, mel.shape[0] - 2):
     start = (t - frames // 2) * hop
     if normalization == "none":
-      if 0 <= start <= signal.size - window:
+      if firsts[t] == t - frames // 2 and start + window <= signal.size:
         centre = fe(signal[start:start + window]).numpy()[frames // 2]
         np.testing.assert_allclose(sliding[t], centre, atol=1e-4)
       np.testing.assert_allclose(sliding[t], log_mel[t], atol=1e-4)
     else:
-      around = log_mel[max(t - frames // 2, 0):t - frames // 2 + frames]
+      around = log_mel[firsts[t]:firsts[t] + frames]
       expected = (log_mel[t] - around.mean()) / (around.std() + 1e-7)
       np.testing.assert_allclose(sliding[t], expected, atol=1e-4)
