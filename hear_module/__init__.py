@@ -32,8 +32,9 @@ Input handling:
 * fast (bool, default False): scene and timestamp embeddings from one encoder pass per
   clip (cola_tf.encoder_frames): the encoder's frames around each window's centre, pooled
   as the encoder pools, instead of the encoder on each window. Same frames, timestamps
-  and sizes; close to, not equal to, the exact numbers; several times faster. docs/hear.md
-  compares the two. Exports written before it have no fast mode (re-export them).
+  and sizes; close to, not equal to, the exact numbers; 2-4x faster on long clips (not on
+  1 s clips); through heareval, scenes score the same and event onsets lower
+  (docs/hear.md). Exports written before it have no fast mode (re-export them).
 It imports TensorFlow and cola_tf.export_metadata (which imports TensorFlow only): not
 the trainer, gin or Keras.
 """
