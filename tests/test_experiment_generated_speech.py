@@ -20,7 +20,8 @@ pytestmark = [
 # at the least cost (the suite's time; the arms' files all parse in test_gin_configs).
 TOY = ["--speakers", "8", "--words", "4", "--takes", "3", "--unlabeled", "12", "--steps", "6",
        "--seeds", "2", "--probe_epochs", "5", "--ablations", "7", "--arms", "cola recipe",
-       "--curves", "--curve_arms", "cola tuned", "--curve_steps", "8", "--eval_every", "4"]
+       "--curves", "--curve_arms", "cola tuned", "--curve_steps", "8", "--eval_every", "4",
+       "--heareval_epochs", "4"]
 
 
 def test_toy_experiment_writes_results_and_resumes(tmp_path):

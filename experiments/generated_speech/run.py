@@ -2,7 +2,7 @@ r"""Does COLA pretraining help? A small, reproducible experiment on generated sp
 
   python experiments/generated_speech/run.py [--out runs/generated_speech] [--steps 300]
       [--seeds 3] [--arms A,B] [--ablations [1,7,..]] [--curves [--curve_steps 3000]
-      [--eval_every 250] [--curve_arms A,B,C]] [--no_heareval]
+      [--eval_every 250] [--curve_arms A,B,C]] [--no_heareval] [--heareval_epochs 100]
   (experiments/generated_speech/run.sh runs it after the set-up.)
 
 1. Data: scripts/make_speech_commands_synth.py (espeak-ng speech) writes a Speech Commands
@@ -221,14 +221,15 @@ def probe_all(out, data, encoders, settings):
   return results
 
 
-def heareval_all(out, data, encoders):
+def heareval_all(out, data, encoders, epochs=HEAR_PROBE_GRID["max_epochs"][0]):
   """{encoder name: heareval linear-probe test top-1} on the 35-word keyword task."""
   from cola_tf import hear_tasks  # pylint: disable=import-outside-toplevel
   tasks = os.path.join(out, "hear_tasks")
   if not os.path.isdir(tasks):
     shutil.rmtree(tasks + ".tmp", ignore_errors=True)
     hear_tasks.write_speech_commands_task(os.path.join(data, "speech_commands"), tasks + ".tmp",
-                                          35, probe_grid=HEAR_PROBE_GRID)
+                                          35, probe_grid={**HEAR_PROBE_GRID,
+                                                          "max_epochs": [epochs]})
     os.replace(tasks + ".tmp", tasks)
   results = {}
   for name, export_dir in encoders:
@@ -412,6 +413,8 @@ def main(argv=None):
                  help="the arms of --curves (default: --arms)")
   p.add_argument("--eval_every", type=int, default=250)
   p.add_argument("--no_heareval", action="store_true")
+  p.add_argument("--heareval_epochs", type=int, default=HEAR_PROBE_GRID["max_epochs"][0],
+                 help="max epochs of heareval's linear probe")
   a = p.parse_args(argv)
   for flag, names in (("--arms", a.arms), ("--curve_arms", a.curve_arms or a.arms)):
     unknown = [n for n in names.split(",") if n not in ARMS]
@@ -455,8 +458,8 @@ def main(argv=None):
   rows = [(group_of(n), seed_of(n), t, acc) for (n, t), acc in probes.items()]
   if not a.no_heareval:
     firsts = {f"{arm} seed0" for arm in arms} | {f"{random_group(arm)} seed0" for arm in arms}
-    for name, acc in heareval_all(out, data, [(n, e) for n, e in encoders
-                                              if n in firsts]).items():
+    for name, acc in heareval_all(out, data, [(n, e) for n, e in encoders if n in firsts],
+                                  a.heareval_epochs).items():
       rows.append((group_of(name), seed_of(name), "heareval:keyword", acc))
 
   ablation_rows = []
