@@ -95,10 +95,11 @@ class FrozenEncoder(tf.Module):
                                                 chunk_windows)
     self.fast_embeddings = (self._frames.applies
                             and self.timestamp_hop % frontend.hop_length == 0)
-    self.timestamp_embeddings_fast = tf.function(self._timestamp_embeddings_fast,
-                                                 input_signature=[spec])
-    self.scene_embeddings_fast = tf.function(self._scene_embeddings_fast,
-                                             input_signature=[spec])
+    if self.fast_embeddings:  # saving traces every tf.function with a signature
+      self.timestamp_embeddings_fast = tf.function(self._timestamp_embeddings_fast,
+                                                   input_signature=[spec])
+      self.scene_embeddings_fast = tf.function(self._scene_embeddings_fast,
+                                               input_signature=[spec])
     self.scene_embeddings = tf.function(self._scene_embeddings, input_signature=[spec])
     self.scene_embeddings_reference = tf.function(self._scene_embeddings_reference,
                                                   input_signature=[spec])

@@ -181,6 +181,23 @@ def test_shared_stft_falls_back_off_the_frame_grid():
                                 module.timestamp_embeddings_reference(audio)[0].numpy())
 
 
+def test_an_encoder_without_fast_mode_exports_without_it(tmp_path):
+  """No pooling layer named 'pool': the export has the exact functions only, says so, and
+  hear_module refuses fast=True by name."""
+  import tf_keras
+  from cola_tf import frontend as frontend_lib
+  encoder = tf_keras.Sequential([tf_keras.Input((None, 64)), tf_keras.layers.Dense(8),
+                                 tf_keras.layers.GlobalAveragePooling1D()])
+  module = export_lib.FrozenEncoder(frontend_lib.LogMelFrontend(), encoder, 15360)
+  assert not module.fast_embeddings
+  assert export_lib.save(module, str(tmp_path / "export"))["fast_embeddings"] is False
+  audio = np.random.default_rng(6).uniform(-0.5, 0.5, (1, 20000)).astype(np.float32)
+  model = hear_module.load_model(str(tmp_path / "export"))
+  assert hear_module.get_timestamp_embeddings(audio, model)[0].shape == (1, 26, 8)
+  with pytest.raises(ValueError, match="has no fast embeddings"):
+    hear_module.load_model(str(tmp_path / "export"), fast=True)
+
+
 def test_exported_shared_stft_equals_the_reference(trained):
   """The trained small_cnn export: its (shared-STFT) timestamp and scene embeddings equal
   the per-window reference functions saved beside them."""
