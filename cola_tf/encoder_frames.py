@@ -85,15 +85,12 @@ class EncoderFrames:
     """[batch, num_frames]: the sum of squares of each frame's window: the one whose centre
     frame it is (samples k * hop .. k * hop + window for frame k + window_frames // 2),
     moved inside the num_frames frames near their ends (`sliding_features`' windows)."""
-    hop = self._frontend.hop_length
-    blocks_per_window = self.window_samples // hop
-    blocks = num_frames + blocks_per_window
-    block_ss = tf.reduce_sum(tf.square(tf.reshape(
-        padded[:, :blocks * hop], [tf.shape(padded)[0], blocks, hop])), axis=-1)
+    fe = self._frontend
+    blocks_per_window = self.window_samples // fe.hop_length
+    block_ss = fe.block_sum_squares(padded, num_frames + blocks_per_window)
     cumulative = tf.pad(tf.cumsum(tf.cast(block_ss, tf.float64), axis=1), [[0, 0], [1, 0]])
-    first = tf.clip_by_value(tf.range(num_frames) - self.window_frames // 2, 0,
-                             tf.maximum(num_frames - self.window_frames, 0))
-    last = tf.minimum(first + blocks_per_window, blocks)
+    first, _ = fe.sliding_windows(num_frames, self.window_frames)
+    last = first + blocks_per_window  # frame k's window starts at block k
     return tf.cast(tf.gather(cumulative, last, axis=1) - tf.gather(cumulative, first, axis=1),
                    tf.float32)
 

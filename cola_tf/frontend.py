@@ -253,6 +253,21 @@ class LogMelFrontend:
       out = out.write(i, tf.transpose(self.mel_power(piece, padding="valid"), [1, 0, 2]))
     return tf.transpose(out.concat(), [1, 0, 2])
 
+  def block_sum_squares(self, signal, blocks):
+    """[batch, blocks]: sums of squared samples of the hop-sized blocks of `signal` [batch,
+    samples] (a window on the frame grid sums its blocks: the 'l2_window' factor)."""
+    return tf.reduce_sum(tf.square(tf.reshape(
+        signal[:, :blocks * self.hop_length], [tf.shape(signal)[0], blocks,
+                                               self.hop_length])), axis=-1)
+
+  @staticmethod
+  def sliding_windows(frames, context_frames):
+    """(first, last) [frames] of each frame's context: the `context_frames` frames centred
+    on it, moved inside 0..frames-1 near the ends (shorter only if frames are fewer)."""
+    first = tf.clip_by_value(tf.range(frames) - context_frames // 2, 0,
+                             tf.maximum(frames - context_frames, 0))
+    return first, tf.minimum(first + context_frames, frames)
+
   def log_compress(self, mel_power):
     """log(max(mel power, log_floor))."""
     return tf.math.log(tf.maximum(mel_power, self.log_floor))
@@ -302,15 +317,11 @@ class LogMelFrontend:
       return log_mel
     # Moments over [t - c, t - c + context_frames) from cumulative sums (float64: long clips).
     frame_sums = tf.cast(tf.stack([tf.reduce_sum(log_mel, -1),
-                                   tf.reduce_sum(tf.square(log_mel), -1),
-                                   tf.ones_like(log_mel[..., 0])], -1), tf.float64)
+                                   tf.reduce_sum(tf.square(log_mel), -1)], -1), tf.float64)
     cumulative = tf.pad(tf.cumsum(frame_sums, axis=1), [[0, 0], [1, 0], [0, 0]])
-    frames = tf.shape(log_mel)[1]
-    first = tf.clip_by_value(tf.range(frames) - context_frames // 2, 0,
-                             tf.maximum(frames - context_frames, 0))
-    last = tf.minimum(first + context_frames, frames)
+    first, last = self.sliding_windows(tf.shape(log_mel)[1], context_frames)
     sums = tf.gather(cumulative, last, axis=1) - tf.gather(cumulative, first, axis=1)
-    count = sums[..., 2:] * self.num_mel_bins
+    count = tf.cast(last - first, tf.float64)[:, None] * self.num_mel_bins
     mean = sums[..., 0:1] / count
     variance = tf.maximum(sums[..., 1:2] / count - tf.square(mean), 0.0)
     mean, std = tf.cast(mean, tf.float32), tf.cast(tf.sqrt(variance), tf.float32)

@@ -181,9 +181,7 @@ class FrozenEncoder(tf.Module):
     num_frames = starts[-1] // hop + hi
     mel = tf.reshape(fe.valid_mel_power(signal, num_frames, FRAMES_PER_CHUNK), [-1, mels])
     if fe.waveform_normalization == "l2_window":
-      blocks = (row + offset) // hop
-      block_ss = tf.reduce_sum(tf.square(tf.reshape(
-          signal[:, -offset:-offset + blocks * hop], [batch, blocks, hop])), axis=-1)
+      block_ss = fe.block_sum_squares(signal[:, -offset:], (row + offset) // hop)
       index = (starts // hop)[:, None] + tf.range(window // hop)[None, :]
       sum_squares = tf.reshape(tf.reduce_sum(tf.gather(block_ss, index, axis=1), -1), [-1])
     else:

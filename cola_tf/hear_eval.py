@@ -14,7 +14,7 @@ from cola_tf import hear_tasks
 from cola_tf import preemption
 from cola_tf import workdir_lock
 from cola_tf.hear_harness import evaluate
-from cola_tf.hear_harness import module_folder
+from cola_tf.hear_harness import options_suffix
 from cola_tf.hear_harness import summary
 
 
@@ -50,8 +50,7 @@ def main(argv=None):
     return 128 + signum
   for task, scores in results.items():
     hear_tasks.log(hear_tasks.describe(task, scores, metas[task]))
-  suffix = module_folder(options)[len("hear_module"):]
-  path = os.path.join(work, "embeddings", model_id, f"scores{suffix}.json")
+  path = os.path.join(work, "embeddings", model_id, f"scores{options_suffix(options)}.json")
   files.atomic_write(path, json.dumps(summary(model_id, results, metas), indent=1))
   hear_tasks.log(f"scores of {model_id}: {path}")
   return 0

@@ -67,10 +67,11 @@ def embeddings_env(env, tensorflow_gpus):
   return {**env, "CUDA_VISIBLE_DEVICES": ""}
 
 
-def module_folder(model_options):
-  """The folder heareval's embeddings runner names for hear_module with these
-  --model-options (its naming: 'hear_module-KEY=VALUE-...', in the dict's order)."""
-  return MODULE + "".join(f"-{slugify(k)}={slugify(str(v))}" for k, v in model_options.items())
+def options_suffix(model_options):
+  """What heareval's embeddings runner appends to the module's folder name for these
+  --model-options ('-KEY=VALUE-...', in the dict's order; '' for none). hear_eval names its
+  logs and scores file with it too."""
+  return "".join(f"-{slugify(k)}={slugify(str(v))}" for k, v in model_options.items())
 
 
 def _forget_stale_predictions(task_dir, settings):
@@ -129,7 +130,8 @@ def _harness(model, view, out, work, task, task_names, grid, grid_points, model_
   """hear-validator, heareval's embeddings and predictions runners, each logged to
   WORK/logs/MODEL_ID/STAGE.log with progress lines; returns the embedded task folders."""
   env, py = _harness_env(), sys.executable
-  folder = module_folder(model_options)
+  suffix = options_suffix(model_options)
+  folder = MODULE + suffix
   log_dir = os.path.join(work, "logs", os.path.basename(out))
   hear_process.run_logged([py, "-c", "from hearvalidator.validate import main; main()", MODULE,
                            "--model", model], env, os.path.join(log_dir, "validator.log"),
@@ -138,12 +140,12 @@ def _harness(model, view, out, work, task, task_names, grid, grid_points, model_
       [py, "-m", "heareval.embeddings.runner", MODULE, "--model", model, "--tasks-dir", view,
        "--embeddings-dir", out, "--task", task, "--model-options", json.dumps(model_options)],
       embeddings_env(env, tf.config.list_physical_devices("GPU")),
-      os.path.join(log_dir, f"embeddings{folder[len(MODULE):]}.log"),
+      os.path.join(log_dir, f"embeddings{suffix}.log"),
       "embeddings", EmbeddingProgress(view, task_names, os.path.join(out, folder)), cwd=work)
   embedded = [os.path.join(out, folder, name) for name in task_names]
   for task_dir in embedded:
     _forget_stale_predictions(task_dir, {"grid": grid, "grid_points": grid_points})
-  log_path = os.path.join(log_dir, f"predictions{folder[len(MODULE):]}.log")
+  log_path = os.path.join(log_dir, f"predictions{suffix}.log")
   hear_tasks.log(f"predictions: heareval grid {grid}, {grid_points} grid point(s) per task")
   hear_process.run_logged(
       [py, "-m", "heareval.predictions.runner", *embedded, "--grid", grid, "--grid-points",

@@ -103,9 +103,8 @@ print(json.dumps({"loaded_mib": loaded, "peak_mib": status_mib("VmHWM"),
 def peak_memory(path, kind, minutes):
   """{loaded_mib, peak_mib, output_mib} of a fresh process that loads the export and embeds
   one clip of `minutes` (kind: scene | timestamp, with ' fast' for the fast mode) through
-  hear_module: its resident memory
-  with the export loaded and the clip in memory, its peak while embedding, the output's
-  size."""
+  hear_module: its resident memory with the export loaded and the clip in memory, its peak
+  while embedding, the output's size."""
   import subprocess  # pylint: disable=import-outside-toplevel
   import sys  # pylint: disable=import-outside-toplevel
   env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}

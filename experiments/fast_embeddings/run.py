@@ -32,6 +32,7 @@ import soundfile as sf
 from cola_tf import SAMPLE_RATE
 from cola_tf import export_metadata
 from cola_tf import files
+from cola_tf import hear_harness
 from cola_tf import hear_process
 from cola_tf import hear_tasks
 from cola_tf import logs
@@ -136,18 +137,20 @@ def export_run(name, model_dir, out):
 def evaluate(name, export, tasks, out, fast):
   """{task: {metric, value, embedding_s}} of one export in one mode."""
   work = os.path.join(out, "work")
-  mode = f"fast={str(fast).lower()}"
+  options = {"fast": fast}
+  mode = hear_harness.options_suffix(options)[1:]  # 'fast=true': heareval's naming
   done = os.path.join(out, "scores", f"{name}-{mode}.json")
   if not os.path.isfile(done):
     hear_process.run_logged(
         [sys.executable, "-m", "cola_tf.hear_eval", "--model", export, "--tasks", tasks,
-         "--work", work, "--grid-points", "1", "--model-options", json.dumps({"fast": fast})],
+         "--work", work, "--grid-points", "1", "--model-options", json.dumps(options)],
         dict(os.environ), os.path.join(out, "logs", f"{name}-{mode}.log"),
         f"hear_eval {name} {mode}")
     model_id = export_metadata.identity(export_metadata.read(export))
     scores = {}
     for task_dir in sorted(glob.glob(os.path.join(work, "embeddings", model_id,
-                                                  f"hear_module-{mode}", "*", ""))):
+                                                  hear_harness.MODULE + f"-{mode}", "*",
+                                                  ""))):
       with open(os.path.join(task_dir, "test.predicted-scores.json")) as f:
         test = json.load(f)
       with open(os.path.join(task_dir, "profile.embeddings.json")) as f:
