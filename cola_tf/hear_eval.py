@@ -1,4 +1,4 @@
-r"""Probes an export through the standard HEAR harness (see cola_tf.hear_harness).
+r"""Probes an export through the standard HEAR harness (see cola_tf.hear.harness).
 
   python -m cola_tf.hear_eval --model EXPORT_DIR --tasks TASKS_DIR [--work DIR]
       [--task NAME] [--grid default|fast|faster] [--grid-points N]
@@ -10,12 +10,12 @@ import os
 import sys
 
 from cola_tf import files
-from cola_tf import hear_tasks
-from cola_tf import preemption
-from cola_tf import workdir_lock
-from cola_tf.hear_harness import evaluate
-from cola_tf.hear_harness import options_suffix
-from cola_tf.hear_harness import summary
+from cola_tf.hear import tasks as hear_tasks
+from cola_tf.runtime import preemption
+from cola_tf.runtime import workdir_lock
+from cola_tf.hear.harness import evaluate
+from cola_tf.hear.harness import options_suffix
+from cola_tf.hear.harness import summary
 
 
 def main(argv=None):

@@ -42,7 +42,7 @@ import argparse
 import os
 import sys
 
-from cola_tf import distribute
+from cola_tf.runtime import distribute
 from cola_tf.probe import embedders
 from cola_tf.probe import fit
 from cola_tf.probe import protocol

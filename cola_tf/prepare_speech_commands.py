@@ -22,7 +22,7 @@ import json
 import sys
 
 from cola_tf import logs
-from cola_tf import hear_tasks
+from cola_tf.hear import tasks as hear_tasks
 
 
 def main(argv=None):

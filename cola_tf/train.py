@@ -1,9 +1,9 @@
 r"""COLA pretraining: `python -m cola_tf.train --gin_file tiny [--model_dir DIR]`.
 
 `--gin_file` is a path or a shipped config's name (tiny, convnext_tiny, ...; see
-cola_tf.configuration).
+cola_tf.runtime.configuration).
 
-Flags -> gin -> `cola_tf.training.train()`, then (by default) export of the frozen encoder to
+Flags -> gin -> `cola_tf.runtime.training.train()`, then (by default) export of the frozen encoder to
 MODEL_DIR/export. The operative gin config saved in MODEL_DIR is parsed first when a run
 resumes there, so `python -m cola_tf.train --model_dir DIR` continues a run as configured.
 
@@ -19,7 +19,7 @@ import signal
 import sys
 import traceback
 
-from cola_tf import preemption  # first: its signal thread must exist before TensorFlow's
+from cola_tf.runtime import preemption  # first: its signal thread must exist before TensorFlow's
 
 if __name__ == "__main__":  # the command line only: imported, it leaves the caller's signals
   preemption.block_signals()
@@ -31,11 +31,11 @@ from absl import logging as absl_logging
 
 import tensorflow as tf
 
-from cola_tf import configuration
-from cola_tf import distribute
-from cola_tf import frozen_encoder
-from cola_tf import training
-from cola_tf import workdir_lock
+from cola_tf.runtime import configuration
+from cola_tf.runtime import distribute
+from cola_tf.export import frozen_encoder
+from cola_tf.runtime import training
+from cola_tf.runtime import workdir_lock
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("gin_file", [], "Gin config files, parsed in order: paths, or "
@@ -121,8 +121,8 @@ def _exit_now(code):
 def _help():
   """--help: this docstring, the flags, and the main gin bindings with their defaults."""
   from cola_tf import encoders  # pylint: disable=import-outside-toplevel
-  from cola_tf import evaluation  # pylint: disable=import-outside-toplevel
-  from cola_tf import optimization  # pylint: disable=import-outside-toplevel
+  from cola_tf.probe import online as evaluation  # pylint: disable=import-outside-toplevel
+  from cola_tf.runtime import optimization  # pylint: disable=import-outside-toplevel
   print(__doc__.strip() + "\n\nFlags:\n" + FLAGS.module_help(sys.modules[__name__]) + "\n")
   print("\n".join(configuration.bindings_help({
       "train": (training.train, ["model_dir"]),

@@ -30,12 +30,12 @@ Input handling:
 * clips_per_call (int >= 1, default 16): clips per call into the SavedModel (memory grows
   with it for long clips).
 * fast (bool, default False): scene and timestamp embeddings from one encoder pass per
-  clip (cola_tf.encoder_frames): the encoder's frames around each window's centre, pooled
+  clip (cola_tf.export.encoder_frames): the encoder's frames around each window's centre, pooled
   as the encoder pools, instead of the encoder on each window. Same frames, timestamps
   and sizes; close to, not equal to, the exact numbers; 2-4x faster on long clips (not on
   1 s clips); through heareval, scenes score the same and event onsets lower
   (docs/hear.md). Exports written before it have no fast mode (re-export them).
-It imports TensorFlow and cola_tf.export_metadata (which imports TensorFlow only): not
+It imports TensorFlow and cola_tf.export.metadata (which imports TensorFlow only): not
 the trainer, gin or Keras.
 """
 import warnings
@@ -43,7 +43,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from cola_tf import export_metadata
+from cola_tf.export import metadata as export_metadata
 
 # Clips per call into the SavedModel: bounds memory for batches of long clips.
 CLIPS_PER_CALL = 16

@@ -9,7 +9,7 @@ from conftest import REPO
 MAX_FUNCTION_LINES = 60
 # Command-line entry points: `python -m cola_tf.X` (flags -> a library call) and the
 # benchmark scripts. Everything else under cola_tf/ and hear_module/ is library.
-ENTRY_POINTS = {"cola_tf/train.py", "cola_tf/export.py", "cola_tf/linear_probe.py",
+ENTRY_POINTS = {"cola_tf/train.py", "cola_tf/export/__main__.py", "cola_tf/linear_probe.py",
                 "cola_tf/hear_eval.py", "cola_tf/prepare_speech_commands.py",
                 "cola_tf/data/make_tfrecords.py", "hear_module/torch_suites/s3prl_run.py",
                 "hear_module/torch_suites/make_s3prl_data.py",
@@ -117,8 +117,12 @@ def test_readme_architecture_matches_the_tree():
   top = {p.rstrip("/") for p in paths if "/" not in p.rstrip("/")}
   modules = {os.path.relpath(p, os.path.join(REPO, "cola_tf"))
              for p in glob.glob(os.path.join(REPO, "cola_tf", "*.py"))} - {"__init__.py"}
-  named = {os.path.basename(p) for p in paths if p.startswith("cola_tf/")}
-  assert modules <= named, f"modules not in the README's tree: {sorted(modules - named)}"
+  packages = {os.path.basename(os.path.dirname(p)) + "/"
+              for p in glob.glob(os.path.join(REPO, "cola_tf", "*", "__init__.py"))}
+  named = {os.path.basename(p.rstrip("/")) + ("/" if p.endswith("/") else "")
+           for p in paths if p.startswith("cola_tf/")}
+  assert modules | packages <= named, \
+      f"modules or packages not in the README's tree: {sorted((modules | packages) - named)}"
   assert {"cola_tf", "hear_module", "experiments/generated_speech", "tests", "scripts",
           "docs"} <= top | {p.rstrip("/") for p in paths}
 
@@ -165,7 +169,87 @@ def test_importing_the_entry_points_leaves_the_signal_mask_alone():
   import signal  # pylint: disable=import-outside-toplevel
   import importlib  # pylint: disable=import-outside-toplevel
   before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
-  for name in ("cola_tf.train", "cola_tf.export", "cola_tf.hear_eval",
+  for name in ("cola_tf.train", "cola_tf.export.__main__", "cola_tf.hear_eval",
                "cola_tf.data.make_tfrecords"):
     importlib.import_module(name)
   assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
+
+
+def _module_name(path):
+  name = path[:-3].replace("/", ".")
+  return name[:-len(".__init__")] if name.endswith(".__init__") else name
+
+
+def _import_graph():
+  """{module: modules of cola_tf / hear_module it imports, at any depth of its code}: `from
+  a.b import c` imports the module a.b.c if there is one, else a.b (a package's __init__)."""
+  modules = {_module_name(p): p for p in _modules()}
+
+  def owner(name):  # the innermost of our modules that `name` is or lies in
+    while name and name not in modules:
+      name = name.rpartition(".")[0]
+    return name
+
+  graph = {}
+  for name, path in modules.items():
+    with open(os.path.join(REPO, path)) as f:
+      tree = ast.parse(f.read())
+    targets = set()
+    for node in ast.walk(tree):
+      if isinstance(node, ast.ImportFrom) and node.module:
+        targets |= {owner(f"{node.module}.{a.name}") for a in node.names}
+      elif isinstance(node, ast.Import):
+        targets |= {owner(a.name) for a in node.names}
+    graph[name] = targets - {"", name}
+  return graph
+
+
+def _cycle(graph):
+  """One import cycle as a list of modules, or None."""
+  state, stack = {}, []
+
+  def visit(node):
+    state[node] = "open"
+    stack.append(node)
+    for target in sorted(graph[node]):
+      if state.get(target) == "open":
+        return stack[stack.index(target):] + [target]
+      if target not in state:
+        found = visit(target)
+        if found:
+          return found
+    state[node] = "done"
+    stack.pop()
+    return None
+
+  for node in sorted(graph):
+    if node not in state:
+      found = visit(node)
+      if found:
+        return found
+  return None
+
+
+def test_no_import_cycle_among_the_package_modules():
+  graph = _import_graph()
+  assert {"cola_tf.runtime.training", "cola_tf.encoders.convnext", "hear_module"} <= set(graph)
+  assert "cola_tf.runtime.configuration" in graph["cola_tf.runtime.training"]
+  cycle = _cycle(graph)
+  assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_the_cycle_check_finds_a_cycle():
+  assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+  assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_module_over_400_lines_without_its_reason():
+  """A module over ~400 lines says why in its docstring (a line with 'long:')."""
+  long = []
+  for path in _modules():
+    with open(os.path.join(REPO, path)) as f:
+      text = f.read()
+    if text.count("\n") > 420 and "long:" not in (ast.get_docstring(ast.parse(text)) or ""):
+      long.append(f"{path} ({text.count(chr(10))} lines)")
+  assert not long, "modules over 400 lines without a reason in their docstring: " + \
+      "; ".join(long)

@@ -15,6 +15,8 @@ from cola_tf.data import audio
 from cola_tf.data import tfrecord_writer
 from cola_tf.data import pipeline
 from cola_tf.data import sources
+from cola_tf.data import tfds_source
+from cola_tf.data import tfrecord_source
 from conftest import REPO, graph_ops, make_speech_commands_tree, subprocess_env
 
 SR = 16000
@@ -184,12 +186,18 @@ def test_manifest_paths_labels_and_line_numbered_errors(tmp_path):
   _manifest(tmp_path / "missing.csv", rows[:2] + [("audio/nope.wav", "x", 1.0)])
   with pytest.raises(ValueError, match=r"missing.csv: line 4: file not found: .*nope.wav"):
     sources.ManifestSource(str(tmp_path / "missing.csv"))
+  # audax's duration column is not read (lengths come from decoding): any value passes.
   _manifest(tmp_path / "dur.csv", [(rows[0][0], "a", "long")])
-  with pytest.raises(ValueError, match=r"dur.csv: line 2: 'duration' is not a number"):
-    sources.ManifestSource(str(tmp_path / "dur.csv"))
+  assert sources.ManifestSource(str(tmp_path / "dur.csv")).files() == [rows[0][0]]
+  _manifest(tmp_path / "empty.csv", [(rows[0][0], "a", 1.0), ("", "b", 1.0)])
+  with pytest.raises(ValueError, match=r"empty.csv: line 3: empty 'files' value"):
+    sources.ManifestSource(str(tmp_path / "empty.csv"))
   _manifest(tmp_path / "nofiles.csv", [("x",)], header=("path",))
-  with pytest.raises(ValueError, match=r"nofiles.csv: line 1: expected a header with a 'files'"):
+  with pytest.raises(ValueError, match=r"nofiles.csv: line 1: expected a header with the "
+                                       r"column\(s\) \['files'\]"):
     sources.ManifestSource(str(tmp_path / "nofiles.csv"))
+  with pytest.raises(ValueError, match=r"ManifestSource.manifest: .* is not a file"):
+    sources.ManifestSource(str(tmp_path))
 
 
 def test_speech_commands_splits_follow_the_lists(tmp_path):
@@ -226,7 +234,7 @@ def test_tfrecord_writer_reader_and_resume(tmp_path):
   assert proc.returncode == 0, proc.stdout + proc.stderr
   assert f"skipped bad file {bad}" in proc.stdout
   assert "done: 8 clips in 3 shards, 1 bad files skipped" in proc.stdout
-  source = sources.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))
+  source = tfrecord_source.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))
   assert len(source) == 8
   got = _lengths(source)
   # FLAC re-encoding of the ogg clips keeps their decoded length.
@@ -244,9 +252,9 @@ def test_tfrecord_writer_reader_and_resume(tmp_path):
   assert again.returncode == 0, again.stderr
   assert "1 already written, 2 to write" in again.stdout, again.stdout
   assert f"{tfrecord_writer.shard_name(2, 3)}: " in again.stdout and "writing it again" in again.stdout
-  assert len(_lengths(sources.TFRecordSource(os.path.join(out, "shard-*.tfrecord")))) == 8
+  assert len(_lengths(tfrecord_source.TFRecordSource(os.path.join(out, "shard-*.tfrecord")))) == 8
   with pytest.raises(ValueError, match="no files match"):
-    sources.TFRecordSource(str(tmp_path / "nothing-*.tfrecord"))
+    tfrecord_source.TFRecordSource(str(tmp_path / "nothing-*.tfrecord"))
 
 
 def test_pair_dataset_from_tfrecords_gives_augmented_batches(tmp_path):
@@ -255,7 +263,7 @@ def test_pair_dataset_from_tfrecords_gives_augmented_batches(tmp_path):
   out = str(tmp_path / "records")
   tfrecord_writer.make_tfrecords(str(tmp_path / "m.csv"), out, 2, workers=1)
   fe = frontend_lib.LogMelFrontend()
-  ds = pipeline.pair_dataset(sources.TFRecordSource(os.path.join(out, "*.tfrecord")), None, 4,
+  ds = pipeline.pair_dataset(tfrecord_source.TFRecordSource(os.path.join(out, "*.tfrecord")), None, 4,
                              fe, seed=1)
   batch = next(iter(ds))
   assert batch["anchor"].shape == (4, 100, 64) and batch["positive"].shape == (4, 100, 64)
@@ -265,9 +273,9 @@ def test_pair_dataset_from_tfrecords_gives_augmented_batches(tmp_path):
 def test_tfds_source_never_downloads_unasked_and_reads_prepared_data(tmp_path):
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   with pytest.raises(ValueError, match=r"'speech_commands' is not prepared in .*download = True"):
-    sources.TFDSSource("speech_commands", data_dir=str(tmp_path / "tfds"))
+    tfds_source.TFDSSource("speech_commands", data_dir=str(tmp_path / "tfds"))
   with tfds.testing.mock_data(num_examples=6):
-    source = sources.TFDSSource("speech_commands", split="train", data_dir=str(tmp_path / "tfds"),
+    source = tfds_source.TFDSSource("speech_commands", split="train", data_dir=str(tmp_path / "tfds"),
                                 download=True)  # download_and_prepare is mocked: no network
     clips = list(pipeline.decoded_clips(source, SR, shuffle=False))
     assert len(source) == 6
@@ -326,8 +334,8 @@ def _layout(name, tmp_path):
 @pytest.mark.parametrize("name", list(sources.SOURCES))
 def test_pretrains_from_every_registered_source(name, tmp_path, clean_gin):
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-  from cola_tf import configuration  # pylint: disable=import-outside-toplevel
-  from cola_tf import training  # pylint: disable=import-outside-toplevel
+  from cola_tf.runtime import configuration  # pylint: disable=import-outside-toplevel
+  from cola_tf.runtime import training  # pylint: disable=import-outside-toplevel
   configuration.parse_gin(["tiny"], _layout(name, tmp_path) + [
       "train.total_steps = 4", "train.global_batch_size = 4", "build_adamw.warmup_steps = 1",
       "train.steps_per_loop = 2", "train.evaluation = None"], None)
@@ -349,7 +357,7 @@ def test_make_tfrecords_from_a_gin_configured_source(tmp_path):
   proc = subprocess.run(base + ["--out", out], cwd=REPO, env=subprocess_env(),
                         capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-  assert len(sources.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))) == 6
+  assert len(tfrecord_source.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))) == 6
   refused = subprocess.run(base + ["--out", str(tmp_path / "again"), "--gin_param",
                                    "train.source = @TFRecordSource()", "--gin_param",
                                    f"TFRecordSource.pattern = '{out}/shard-*.tfrecord'"],

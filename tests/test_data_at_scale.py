@@ -17,7 +17,7 @@ from cola_tf import frontend as frontend_lib
 from cola_tf.data import audio
 from cola_tf.data import tfrecord_writer
 from cola_tf.data import pipeline
-from cola_tf.data import sources
+from cola_tf.data import tfrecord_source
 from conftest import REPO, graph_ops, subprocess_env
 
 SR = 16000
@@ -44,7 +44,7 @@ def test_pcm16_records_are_exact_and_read_by_a_graph_without_python(tmp_path):
   manifest, clips = _corpus(str(tmp_path / "audio"))
   out = str(tmp_path / "rec")
   tfrecord_writer.make_tfrecords(manifest, out, 2, "pcm16", workers=1)
-  source = sources.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))
+  source = tfrecord_source.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))
   assert source.record_format == "pcm16" and len(source) == 8
   decoded = source.clips(SR, shuffle=False, deterministic=True)
   got = {n.numpy().decode(): w.numpy() for w, n, _ in decoded}
@@ -57,7 +57,7 @@ def test_pcm16_records_are_exact_and_read_by_a_graph_without_python(tmp_path):
   assert next(iter(pairs))["anchor"].shape == (4, 100, 64)
   # The FLAC layout still reads, through libsndfile.
   tfrecord_writer.make_tfrecords(manifest, str(tmp_path / "flac"), 2, "flac", workers=1)
-  flac = sources.TFRecordSource(str(tmp_path / "flac" / "shard-*.tfrecord"))
+  flac = tfrecord_source.TFRecordSource(str(tmp_path / "flac" / "shard-*.tfrecord"))
   assert flac.record_format == "flac" and len(list(flac.waveforms(SR))) == 8
   assert any("PyFunc" in op for op in graph_ops(flac.waveforms(SR)))
 
@@ -84,7 +84,7 @@ import numpy as np
 import tensorflow as tf
 from cola_tf import frontend
 from cola_tf.data import pipeline, sources
-source = sources.TFRecordSource(sys.argv[1])
+source = tfrecord_source.TFRecordSource(sys.argv[1])
 service = tf.data.experimental.service
 dispatcher = service.DispatchServer()
 address = dispatcher.target.split("://")[1]
@@ -120,7 +120,7 @@ def test_a_truncated_shard_is_skipped_named_and_counted(tmp_path, capfd):
   shard = os.path.join(out, tfrecord_writer.shard_name(0, 2))
   with open(shard, "r+b") as f:
     f.truncate(os.path.getsize(shard) // 2)
-  source = sources.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))
+  source = tfrecord_source.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))
   assert len(source) == 12  # from index.json
   got = len(list(source.waveforms(SR, shuffle=False)))
   assert 6 <= got < 12
@@ -130,7 +130,7 @@ def test_a_truncated_shard_is_skipped_named_and_counted(tmp_path, capfd):
   # Without index.json the records are counted (in parallel), the shard named at once.
   os.remove(os.path.join(out, "index.json"))
   audio.BAD_FILES.reset()
-  counted = sources.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))
+  counted = tfrecord_source.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))
   assert len(counted) == got
   assert "counting the records of 2 TFRecord shard(s)" in capfd.readouterr().out
   assert audio.BAD_FILES.names() == [shard]
@@ -142,7 +142,7 @@ def test_make_tfrecords_shuffles_rows_and_refuses_stale_shards(tmp_path):
   tfrecord_writer.make_tfrecords(manifest, out, 1, "pcm16", workers=1)
   labels = [l.numpy().decode() for l in tf.data.TFRecordDataset(
       os.path.join(out, tfrecord_writer.shard_name(0, 1)), "ZLIB").map(
-          lambda r: tf.io.parse_single_example(r, sources.TFRECORD_FEATURES)["label"])]
+          lambda r: tf.io.parse_single_example(r, tfrecord_source.TFRECORD_FEATURES)["label"])]
   assert sorted(labels) == sorted("aaaabbbbccccdddd")
   assert labels != sorted(labels)  # a sorted manifest is not kept in order
   with open(os.path.join(out, "index.json")) as f:
@@ -167,12 +167,12 @@ def test_make_tfrecords_shuffles_rows_and_refuses_stale_shards(tmp_path):
   assert sorted(os.listdir(out)) == sorted(
       [tfrecord_writer.shard_name(i, 2) + s for i in range(2) for s in ("", ".json")]
       + ["index.json"])
-  assert len(sources.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))) == 20
+  assert len(tfrecord_source.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))) == 20
   # A shard that index.json does not list (left by another run) is refused by the reader.
   with open(os.path.join(out, "shard-00000-of-00009.tfrecord"), "wb"):
     pass
   with pytest.raises(ValueError, match="does not list 1 matched shard"):
-    sources.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))
+    tfrecord_source.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))
 
 
 def test_sigterm_to_make_tfrecords_keeps_whole_shards_and_the_rerun_finishes(tmp_path):
@@ -199,7 +199,7 @@ def test_sigterm_to_make_tfrecords_keeps_whole_shards_and_the_rerun_finishes(tmp
   done = subprocess.run(cli, cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
                         timeout=300)
   assert done.returncode == 0, done.stderr
-  assert len(sources.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))) == 24
+  assert len(tfrecord_source.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))) == 24
 
 
 # Ends with os._exit, as cola_tf.train does: an input pipeline with Python ops in flight can

@@ -7,10 +7,10 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from cola_tf import encoder_frames
+from cola_tf.export import encoder_frames
 from cola_tf import encoders
 from cola_tf import frontend as frontend_lib
-from cola_tf import frozen_encoder
+from cola_tf.export import frozen_encoder
 import hear_module
 from conftest import in_fresh_process
 
@@ -146,7 +146,7 @@ def test_convnext_depthwise_equals_keras_applications_and_weights_move_both_ways
   # Give layer scales a non-trivial value so every block contributes.
   keras_model.set_weights([w if w.ndim != 1 or "gamma" not in v.name else np.full_like(w, 0.5)
                            for w, v in zip(keras_model.get_weights(), keras_model.weights)])
-  encoders.convnext_weights_from_keras(keras_model, ours)
+  encoders.convnext.convnext_weights_from_keras(keras_model, ours)
   x = np.random.default_rng(0).standard_normal((2, 96, 64)).astype(np.float32)
   want = keras_model(x[..., None], training=False).numpy()
   np.testing.assert_allclose(ours(x, training=False).numpy(), want, rtol=1e-4, atol=1e-4)
@@ -155,7 +155,7 @@ def test_convnext_depthwise_equals_keras_applications_and_weights_move_both_ways
   grouped = encoders.build_encoder("convnext_tiny", input_shape=(96, 64), pooling="mean",
                                    depthwise_impl="grouped", features_layernorm=True,
                                    style="keras")
-  encoders.convnext_weights_to_keras(ours, grouped)
+  encoders.convnext.convnext_weights_to_keras(ours, grouped)
   np.testing.assert_allclose(grouped(x, training=False).numpy(), want, rtol=1e-4, atol=1e-4)
 
 
@@ -178,7 +178,7 @@ def test_unknown_encoder_and_pooling_are_errors():
   with pytest.raises(ValueError, match="pooling"):
     encoders.build_encoder("small_cnn", pooling="no such pooling")
   with pytest.raises(ValueError, match="registered already"):
-    encoders.register_encoder("small_cnn", encoders.small_cnn)
+    encoders.register_encoder("small_cnn", encoders.small_cnn.small_cnn)
   encoders.ENCODERS["misnamed (test)"] = encoders.ENCODERS["small_cnn"]
   try:
     with pytest.raises(ValueError, match="returned a model named 'small_cnn'"):

@@ -10,7 +10,7 @@ import tensorflow as tf
 import tf_keras
 
 from cola_tf import encoders
-from cola_tf import evaluation
+from cola_tf.probe import online as evaluation
 from cola_tf import frontend as frontend_lib
 from cola_tf.probe import eval_sets
 from cola_tf.probe import knn
@@ -106,7 +106,7 @@ def test_synthetic_set_tasks_and_splits(small_set):
 def _encoder(strategy):
   with strategy.scope():
     tf_keras.utils.set_random_seed(3)
-    return encoders.small_cnn((100, 64), channels=(4, 8), pooling="mean")
+    return encoders.small_cnn.small_cnn((100, 64), channels=(4, 8), pooling="mean")
 
 
 def test_two_replicas_give_the_numbers_of_one_and_the_step_has_no_python(small_set, tmp_path):
@@ -172,10 +172,12 @@ def test_manifest_and_hear_task_sets(tmp_path):
   (task,) = eval_sets.ManifestEvalSet(str(root / "m.csv")).tasks()
   assert task.classes == ["x", "y"] and len(task.splits["valid"]) == 2
   assert task.splits["train"].files[0] == str(root / "a0.wav")
+  with pytest.raises(ValueError, match="ManifestEvalSet.manifest: .* is not a file"):
+    eval_sets.ManifestEvalSet(str(root / "nope.csv")).tasks()
   (root / "bad.csv").write_text("files,label,split\na.wav,x,holdout\n")
   with pytest.raises(ValueError, match="holdout"):
     eval_sets.ManifestEvalSet(str(root / "bad.csv")).tasks()
-  with pytest.raises(ValueError, match="no column"):
+  with pytest.raises(ValueError, match=r"m.csv: line 1: expected a header with the column\(s\) \[.word.\]"):
     eval_sets.ManifestEvalSet(str(root / "m.csv"), label_column="word").tasks()
   hear = tmp_path / "hear_task"
   for split, names in (("train", ["a", "b", "c"]), ("valid", ["d"]), ("test", ["e", "f"])):

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import soundfile as sf
 
-from cola_tf import hear_tasks
+from cola_tf.hear import tasks as hear_tasks
 from conftest import REPO, make_speech_commands_tree
 
 

@@ -13,10 +13,10 @@ import soundfile as sf
 import tensorflow as tf
 
 import hear_module
-from cola_tf import encoder_frames
-from cola_tf import frozen_encoder as export_lib
-from cola_tf import export_metadata
-from cola_tf import hear_tasks
+from cola_tf.export import encoder_frames
+from cola_tf.export import frozen_encoder as export_lib
+from cola_tf.export import metadata as export_metadata
+from cola_tf.hear import tasks as hear_tasks
 from cola_tf import prepare_speech_commands
 from cola_tf.probe import speech_commands
 from conftest import REPO, make_speech_commands_tree, subprocess_env
@@ -217,7 +217,7 @@ def _cosines(a, b):
 
 
 def test_fast_embeddings_are_close_to_exact_and_do_not_depend_on_pieces(trained, clean_gin):
-  """fast=True (one encoder pass per clip, cola_tf.encoder_frames): the exact mode's
+  """fast=True (one encoder pass per clip, cola_tf.export.encoder_frames): the exact mode's
   timestamps and sizes, close to its numbers (not equal: docs/hear.md); the trunk's pieces
   (frames_per_call, with margins) do not change them."""
   model_dir, export_dir = trained
@@ -495,7 +495,7 @@ def test_an_interrupted_save_leaves_no_staging_folder(tmp_path, monkeypatch):
   the staging folder is removed, the target left as it was."""
   from cola_tf import encoders
   from cola_tf import frontend as frontend_lib
-  module = export_lib.FrozenEncoder(frontend_lib.LogMelFrontend(), encoders.small_cnn(
+  module = export_lib.FrozenEncoder(frontend_lib.LogMelFrontend(), encoders.small_cnn.small_cnn(
       (100, 64), channels=(4, 8)), 15360)
   def interrupted(*args, **kwargs):
     tf.io.gfile.makedirs(args[1])  # a half-written SavedModel

@@ -10,11 +10,11 @@ import numpy as np
 import tensorflow as tf
 
 import hear_module
-from cola_tf import configuration
-from cola_tf import frozen_encoder
+from cola_tf.runtime import configuration
+from cola_tf.export import frozen_encoder
 from cola_tf.probe import embedders
 from cola_tf.probe import speech_commands
-from cola_tf import training as train_lib
+from cola_tf.runtime import training as train_lib
 from cola_tf.data import sources
 from cola_tf.data import synthetic
 from conftest import make_speech_commands_tree

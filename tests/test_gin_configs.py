@@ -14,9 +14,9 @@ import tf_keras
 from cola_tf import encoders
 from cola_tf import frontend as frontend_lib
 from cola_tf import model as model_lib
-from cola_tf import optimization
-from cola_tf import configuration
-from cola_tf import training  # noqa: F401  (registers train.* for the gin files)
+from cola_tf.runtime import optimization
+from cola_tf.runtime import configuration
+from cola_tf.runtime import training  # noqa: F401  (registers train.* for the gin files)
 from conftest import REPO, subprocess_env
 
 EXPERIMENT = os.path.join(REPO, "experiments", "generated_speech")
@@ -89,8 +89,8 @@ def test_experiment_ablations_parse_on_the_recipe_arm(path, clean_gin):
 
 
 def test_shipped_configs_by_name_from_any_directory(tmp_path):
-  code = ("import official.modeling.optimization, cola_tf.training; "
-          "from cola_tf import configuration as c; "
+  code = ("import official.modeling.optimization, cola_tf.runtime.training; "
+          "from cola_tf.runtime import configuration as c; "
           "print(c.resolve_gin_file('tiny')); print(c.resolve_gin_file('gin/convnext_tiny.gin')); "
           "c.parse_gin(['efficientnet_b0'], [], None); "
           "import gin; print(gin.query_parameter('build_encoder.name'))")
@@ -131,7 +131,7 @@ def test_the_wheel_ships_every_gin_file(tmp_path):
                          str(target), wheel], capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-2000:]
   env = {**subprocess_env(), "PYTHONPATH": str(target)}
-  code = ("from cola_tf import configuration as c; print(c.resolve_gin_file('gin/tiny.gin')); "
+  code = ("from cola_tf.runtime import configuration as c; print(c.resolve_gin_file('gin/tiny.gin')); "
           "print(c.resolve_gin_file('recipe_tpu'))")
   proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
                         capture_output=True, text=True, timeout=300)

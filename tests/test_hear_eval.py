@@ -15,11 +15,11 @@ import pytest
 import soundfile as sf
 
 import hear_task_writer
-from cola_tf import export_metadata
+from cola_tf.export import metadata as export_metadata
 from cola_tf import hear_eval
-from cola_tf import hear_harness
-from cola_tf import hear_tasks
-from cola_tf import workdir_lock
+from cola_tf.hear import harness as hear_harness
+from cola_tf.hear import tasks as hear_tasks
+from cola_tf.runtime import workdir_lock
 from conftest import REPO, subprocess_env
 
 pytestmark = pytest.mark.slow

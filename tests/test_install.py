@@ -30,7 +30,7 @@ def test_core_modules_import_without_torch():
 def test_hear_module_imports_tensorflow_only():
   code = ("import sys, hear_module; "
           "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-          "('gin', 'tf_keras', 'official', 'torch') or m in ('cola_tf.training', 'cola_tf.export')); "
+          "('gin', 'tf_keras', 'official', 'torch') or m in ('cola_tf.runtime.training', 'cola_tf.export.frozen_encoder')); "
           "print(bad); sys.exit(1 if bad else 0)")
   proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=subprocess_env(),
                         capture_output=True, text=True, timeout=300)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from cola_tf import configuration
-from cola_tf import frozen_encoder
+from cola_tf.runtime import configuration
+from cola_tf.export import frozen_encoder
 from cola_tf import linear_probe
 from cola_tf.probe import embedders
 from cola_tf.probe import fit

@@ -11,7 +11,7 @@ from conftest import in_fresh_process
 
 
 def _tiny_encoder():
-  return encoders.small_cnn((96, 64), channels=(4, 8))
+  return encoders.small_cnn.small_cnn((96, 64), channels=(4, 8))
 
 
 def test_loss_and_accuracy_on_a_hand_computed_3x3_case():
@@ -130,8 +130,8 @@ def one_batch_per_replica_statistics():
   stays 1 (synchronised statistics: 26 -> 1.25; anchors and positives apart: 0 -> 0.98);
   the running mean moves by (1 - momentum) x 7 (apart: 0.139 instead of 0.07)."""
   import tf_keras
-  from cola_tf import optimization
-  from cola_tf import training
+  from cola_tf.runtime import optimization
+  from cola_tf.runtime import trainer as trainer_lib
   strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
   with strategy.scope():
     inputs = tf_keras.Input((8, 4))
@@ -145,7 +145,7 @@ def one_batch_per_replica_statistics():
   batch = {"anchor": level, "positive": level + 2.0}
   dataset = strategy.experimental_distribute_dataset(
       tf.data.Dataset.from_tensors(batch).repeat())
-  trainer = training.ColaTrainer(strategy, model, optimizer, dataset, global_batch_size=4)
+  trainer = trainer_lib.ColaTrainer(strategy, model, optimizer, dataset, global_batch_size=4)
   trainer.train(tf.constant(1))
   assert float(norm.moving_mean.numpy()[0]) == pytest.approx(0.01 * 7.0, rel=1e-3)
   assert float(norm.moving_variance.numpy()[0]) == pytest.approx(1.0, abs=2e-3)
@@ -155,15 +155,16 @@ def test_the_train_step_compiles_with_xla():
   """`train.jit_compile = True`, the way a TPU runs the step: small_cnn's step compiles and
   trains (one replica; several replicas with XLA are refused, with the reason)."""
   import tf_keras
-  from cola_tf import optimization
-  from cola_tf import training
+  from cola_tf.runtime import optimization
+  from cola_tf.runtime import trainer as trainer_lib
+  from cola_tf.runtime import training
   tf_keras.utils.set_random_seed(0)
   model = model_lib.ColaModel(encoder=_tiny_encoder()).build_for((96, 64))
   optimizer, _ = optimization.build_adamw(10, 10, learning_rate=1e-3, warmup_steps=0)
   batch = {"anchor": tf.random.normal([8, 96, 64]), "positive": tf.random.normal([8, 96, 64])}
-  trainer = training.ColaTrainer(tf.distribute.get_strategy(), model, optimizer,
-                                 tf.data.Dataset.from_tensors(batch).repeat(),
-                                 global_batch_size=8, jit_compile=True)
+  trainer = trainer_lib.ColaTrainer(tf.distribute.get_strategy(), model, optimizer,
+                                    tf.data.Dataset.from_tensors(batch).repeat(),
+                                    global_batch_size=8, jit_compile=True)
   first = float(trainer.train(tf.constant(2))["loss"])
   assert np.isfinite(first) and int(optimizer.iterations.numpy()) == 2
   with pytest.raises(ValueError, match="jit_compile = True with 2 replicas"):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cola_tf import optimization
+from cola_tf.runtime import optimization
 
 
 def test_schedule_at_warmup_peak_and_end():

@@ -8,8 +8,8 @@ import re
 import gin
 import pytest
 
-from cola_tf import configuration
-from cola_tf import training  # noqa: F401  (registers every configurable the gin files name)
+from cola_tf.runtime import configuration
+from cola_tf.runtime import training  # noqa: F401  (registers every configurable the gin files name)
 from conftest import REPO
 
 RECIPE_CONFIGS = ("efficientnet_b0", "convnext_tiny", "convnext_large")

@@ -13,9 +13,9 @@ import gin
 import pytest
 import tensorflow as tf
 
-from cola_tf import configuration
-from cola_tf import training as train_lib
-from cola_tf.data import sources
+from cola_tf.runtime import configuration
+from cola_tf.runtime import training as train_lib
+from cola_tf.data import tfrecord_source
 from cola_tf.data import tfrecord_writer
 from cola_tf.data import synthetic
 from conftest import REPO, subprocess_env
@@ -220,7 +220,7 @@ def test_configuration_refusals_name_the_setting(tmp_path, clean_gin):
   with pytest.raises(ValueError, match="cannot run on its host; write pcm16 TFRecords"):
     run(["train.strategy = 'tpu'", "train.tpu_address = 'grpc://192.0.2.1:8470'"])
   _, out = _records(tmp_path)  # pcm16 shards: decoded without Python
-  records = sources.TFRecordSource(os.path.join(out, "*.tfrecord"))
+  records = tfrecord_source.TFRecordSource(os.path.join(out, "*.tfrecord"))
   assert records.python_free()
   train_lib._check_tpu_node_source("tpu", "grpc://192.0.2.1:8470", records)  # pylint: disable=protected-access
 
@@ -244,13 +244,13 @@ def test_gradients_are_clipped_after_the_all_reduce():
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from cola_tf import training
+from cola_tf.runtime import trainer
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 parts = tf.constant([[3.0, 0.0], [0.0, 4.0]])
 
 def fn():
   ctx = tf.distribute.get_replica_context()
-  return training.aggregated_gradients([parts[ctx.replica_id_in_sync_group]], 1.0)[0]
+  return trainer.aggregated_gradients([parts[ctx.replica_id_in_sync_group]], 1.0)[0]
 
 for r in strategy.experimental_local_results(strategy.run(tf.function(fn))):
   print("RESULT", *r.numpy().tolist())

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cola_tf import configuration
-from cola_tf import evaluation
-from cola_tf import training as train_lib
+from cola_tf.runtime import configuration
+from cola_tf.probe import online as evaluation
+from cola_tf.runtime import training as train_lib
 from conftest import REPO, subprocess_env
 
 pytestmark = pytest.mark.slow  # end-to-end runs in subprocesses: `-m "not slow"` skips them

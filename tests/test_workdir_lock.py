@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from cola_tf import workdir_lock
+from cola_tf.runtime import workdir_lock
 
 
 def _write(tmp_path, **owner):

@@ -16,8 +16,8 @@ def main(model_dir, out_prefix, logical_cpus, gin_file, *params):
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * int(logical_cpus))
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from cola_tf import configuration  # pylint: disable=import-outside-toplevel
-  from cola_tf import training as train_lib  # pylint: disable=import-outside-toplevel
+  from cola_tf.runtime import configuration  # pylint: disable=import-outside-toplevel
+  from cola_tf.runtime import training as train_lib  # pylint: disable=import-outside-toplevel
   configuration.parse_gin([gin_file], list(params), None)
   result = train_lib.train(model_dir)
   np.savez(out_prefix + ".npz", **{v.name: v.numpy() for v in result["model"].weights})

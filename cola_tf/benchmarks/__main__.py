@@ -52,7 +52,7 @@ def hear_throughput(seconds=10.0, clips=8, repeats=3):
   import numpy as np  # pylint: disable=import-outside-toplevel
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   import hear_module  # pylint: disable=import-outside-toplevel
-  from cola_tf import frozen_encoder  # pylint: disable=import-outside-toplevel
+  from cola_tf.export import frozen_encoder  # pylint: disable=import-outside-toplevel
   with tempfile.TemporaryDirectory() as tmp:
     subprocess.run([sys.executable, "-m", "cola_tf.train", "--gin_file", "tiny",
                     "--model_dir", tmp, "--gin_param", "train.total_steps = 2",

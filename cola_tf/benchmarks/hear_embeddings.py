@@ -4,7 +4,7 @@ r"""HEAR embedding throughput of exported encoders: seconds of audio embedded pe
       [--encoders small_cnn,efficientnet_b0,convnext_tiny] [--memory_minutes 20] [--json]
 
 Exports each encoder (its shipped gin config, random initialisation: throughput does not depend on
-the weights) with `cola_tf.frozen_encoder.export`, loads the SavedModel with TensorFlow alone and
+the weights) with `cola_tf.export.frozen_encoder.export`, loads the SavedModel with TensorFlow alone and
 times, on the same random audio in the same process, scene embeddings, timestamp embeddings
 (one STFT per clip, the export's `timestamp_embeddings`), and the per-window references
 (`timestamp_embeddings_reference`, `scene_embeddings_reference`: each window's waveform
@@ -26,7 +26,7 @@ import tempfile
 import time
 
 from cola_tf import SAMPLE_RATE
-from cola_tf import export_metadata
+from cola_tf.export import metadata as export_metadata
 
 # Encoders with a shipped config of their own; any other registered encoder is benchmarked
 # with tiny.gin's settings and build_encoder.name set to it.
@@ -37,8 +37,8 @@ CONFIGS = {"small_cnn": "tiny.gin", "efficientnet_b0": "efficientnet_b0.gin",
 def export_random_init(encoder, folder, seed=0):
   """Exports `encoder`'s gin config at random init to folder/export; returns that path."""
   import gin  # pylint: disable=import-outside-toplevel
-  from cola_tf import configuration  # pylint: disable=import-outside-toplevel
-  from cola_tf import frozen_encoder  # pylint: disable=import-outside-toplevel
+  from cola_tf.runtime import configuration  # pylint: disable=import-outside-toplevel
+  from cola_tf.export import frozen_encoder  # pylint: disable=import-outside-toplevel
   model_dir = os.path.join(folder, encoder)
   os.makedirs(model_dir)
   # export reads a model_dir's operative config: the shipped config, includes resolved.
@@ -180,7 +180,7 @@ def main(argv=None):
   if unknown:
     p.error(f"--encoders: unknown {unknown}; choose from {', '.join(ENCODERS)}")
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  from cola_tf import distribute  # pylint: disable=import-outside-toplevel
+  from cola_tf.runtime import distribute  # pylint: disable=import-outside-toplevel
   distribute.initialise_devices_quietly()
   from cola_tf.benchmarks import input_pipeline  # pylint: disable=import-outside-toplevel
   print(f"machine: {input_pipeline.machine()}; load average {os.getloadavg()[0]:.2f}",

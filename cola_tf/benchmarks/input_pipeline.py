@@ -26,6 +26,7 @@ from cola_tf import frontend as frontend_lib
 from cola_tf.data import tfrecord_writer
 from cola_tf.data import pipeline
 from cola_tf.data import sources
+from cola_tf.data import tfrecord_source
 from cola_tf.data import synthetic
 
 FOLDER_FORMATS = (("wav", "PCM_16"), ("flac", "PCM_16"), ("ogg", "VORBIS"), ("mp3", None))
@@ -61,7 +62,7 @@ def make_layouts(root, clips, seconds):
     out = os.path.join(root, f"records_{fmt}")
     tfrecord_writer.make_tfrecords(manifest, out, 4, fmt, workers=2)
     layouts.insert(len(layouts) - len(FOLDER_FORMATS), (
-        f"tfrecord {fmt}", sources.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))))
+        f"tfrecord {fmt}", tfrecord_source.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))))
   return layouts
 
 

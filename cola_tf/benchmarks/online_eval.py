@@ -22,8 +22,8 @@ import time
 
 def _tiny_share():
   import gin  # pylint: disable=import-outside-toplevel
-  from cola_tf import configuration  # pylint: disable=import-outside-toplevel
-  from cola_tf import training  # pylint: disable=import-outside-toplevel
+  from cola_tf.runtime import configuration  # pylint: disable=import-outside-toplevel
+  from cola_tf.runtime import training  # pylint: disable=import-outside-toplevel
   gin.clear_config()
   configuration.parse_gin(["tiny"], [], None)
   started = time.perf_counter()
@@ -44,7 +44,7 @@ def _evaluation_seconds(encoder_name, eval_set, repeats=1):
   """(seconds of one evaluation, embedding dim) on the default strategy, after a warm-up."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   from cola_tf import encoders  # pylint: disable=import-outside-toplevel
-  from cola_tf import evaluation  # pylint: disable=import-outside-toplevel
+  from cola_tf.probe import online as evaluation  # pylint: disable=import-outside-toplevel
   from cola_tf import frontend as frontend_lib  # pylint: disable=import-outside-toplevel
   encoder = encoders.build_encoder(encoder_name, input_shape=(100, 64), pooling="mean")
   ev = evaluation.OnlineEvaluation(eval_set=eval_set)

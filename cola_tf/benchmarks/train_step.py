@@ -34,8 +34,8 @@ def run(encoder_name, batch=32, precision="float32", jit=False, frames=100, step
   import tf_keras  # pylint: disable=import-outside-toplevel
   from cola_tf import encoders  # pylint: disable=import-outside-toplevel
   from cola_tf import model as model_lib  # pylint: disable=import-outside-toplevel
-  from cola_tf import optimization  # pylint: disable=import-outside-toplevel
-  from cola_tf import training as trainer_lib  # pylint: disable=import-outside-toplevel
+  from cola_tf.runtime import optimization  # pylint: disable=import-outside-toplevel
+  from cola_tf.runtime import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
 
   tf_keras.mixed_precision.set_global_policy(precision)
   shape = (frames, 64)
@@ -50,7 +50,7 @@ def run(encoder_name, batch=32, precision="float32", jit=False, frames=100, step
   anchors = rng.normal((batch,) + shape)
   positives = rng.normal((batch,) + shape)
 
-  # The trainer's own step (cola_tf.training.ColaTrainer) on one fixed batch.
+  # The trainer's own step (cola_tf.runtime.trainer.ColaTrainer) on one fixed batch.
   dataset = tf.data.Dataset.from_tensors({"anchor": anchors, "positive": positives}).repeat()
   cola = trainer_lib.ColaTrainer(tf.distribute.get_strategy(), model, optimizer, dataset,
                                  "replica", batch, jit)

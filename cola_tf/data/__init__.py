@@ -5,3 +5,5 @@ synthetic corpus included, so the registry is complete whatever module is import
 """
 from cola_tf.data import sources  # noqa: F401
 from cola_tf.data import synthetic  # noqa: F401
+from cola_tf.data import tfds_source  # noqa: F401
+from cola_tf.data import tfrecord_source  # noqa: F401

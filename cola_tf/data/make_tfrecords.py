@@ -13,8 +13,8 @@ import argparse
 import signal
 import sys
 
-from cola_tf import preemption
-from cola_tf.configuration import configured_source
+from cola_tf.runtime import preemption
+from cola_tf.runtime.training import configured_source
 
 from cola_tf.data.tfrecord_writer import FORMATS
 from cola_tf.data.tfrecord_writer import PCM16

@@ -114,8 +114,8 @@ def _complete(out_dir, name):
     log(f"{name}: {size} bytes, {meta['bytes']} written (truncated or damaged): writing it again")
     return False
   if "bytes" not in meta:
-    from cola_tf.data import sources  # pylint: disable=import-outside-toplevel
-    counted = sources.count_records([path], meta.get("compression", "ZLIB").replace("NONE", ""))
+    from cola_tf.data import tfrecord_source  # pylint: disable=import-outside-toplevel
+    counted = tfrecord_source.count_records([path], meta.get("compression", "ZLIB").replace("NONE", ""))
     if counted[0] != meta.get("clips"):
       log(f"{name}: {counted[0]} records, {meta.get('clips')} written: writing it again")
       return False

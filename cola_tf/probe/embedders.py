@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from cola_tf import SAMPLE_RATE
-from cola_tf import export_metadata
+from cola_tf.export import metadata as export_metadata
 from cola_tf import frontend as frontend_lib
 from cola_tf import logs
 from cola_tf.data import audio as audio_lib

@@ -20,7 +20,7 @@ import os
 import gin
 import tensorflow as tf
 
-from cola_tf import files as files_lib
+from cola_tf.data import sources
 from cola_tf.data import synthetic
 from cola_tf.probe import speech_commands
 from cola_tf.probe.speech_commands import SPLITS
@@ -168,19 +168,7 @@ class ManifestEvalSet:
     return f"manifest {self.manifest}"
 
   def tasks(self):
-    if not tf.io.gfile.exists(self.manifest):
-      raise ValueError(f"ManifestEvalSet.manifest: {self.manifest!r} is not a file")
-    base = os.path.dirname(files_lib.absolute(self.manifest))
-    with tf.io.gfile.GFile(self.manifest) as f:
-      reader = csv.DictReader(f)
-      missing = [c for c in self.columns if c not in (reader.fieldnames or [])]
-      if missing:
-        raise ValueError(f"{self.manifest}: line 1: no column {missing} (header: "
-                         f"{reader.fieldnames})")
-      rows = []
-      for row in reader:
-        path = row[self.columns[0]].strip()
-        if not (files_lib.is_url(path) or os.path.isabs(path)):
-          path = os.path.join(base, path)
-        rows.append((path, row[self.columns[1]].strip(), row[self.columns[2]].strip().lower()))
+    found, _ = sources.read_manifest(self.manifest, self.columns, "ManifestEvalSet.manifest")
+    rows = [(path, row[self.columns[1]].strip(), row[self.columns[2]].strip().lower())
+            for _, path, row in found]
     return [_task(self.columns[1], rows, self.manifest)]

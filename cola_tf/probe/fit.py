@@ -7,7 +7,7 @@ import tensorflow as tf
 import tf_keras
 
 from cola_tf import logs
-from cola_tf import optimization
+from cola_tf.runtime import optimization
 
 log = logs.logger("linear_probe")
 

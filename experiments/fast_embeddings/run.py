@@ -8,8 +8,8 @@ embeddings, through heareval, on a word-event task and a keyword scene task.
    one): `word_events` (6 s clips holding 2-3 of the ten HEAR keywords at random onsets
    over noise; labels: the word and its spoken extent, speaker-disjoint splits as the
    tree's lists say; heareval's onset F-measure, 200 ms collar) and `speech_commands_35`
-   (1 s clips, 35 words, heareval's linear probe: cola_tf.hear_tasks).
-2. Each training run (its model_dir) is exported again (`cola_tf.frozen_encoder.export`:
+   (1 s clips, 35 words, heareval's linear probe: cola_tf.hear.tasks).
+2. Each training run (its model_dir) is exported again (`cola_tf.export.frozen_encoder.export`:
    the fast functions are part of every export now) to OUT/exports/NAME.
 3. `python -m cola_tf.hear_eval` on both tasks per export, with `--model-options
    '{"fast": false}'` and `'{"fast": true}'`; one grid point (the tasks' grids fix it).
@@ -30,11 +30,11 @@ import numpy as np
 import soundfile as sf
 
 from cola_tf import SAMPLE_RATE
-from cola_tf import export_metadata
+from cola_tf.export import metadata as export_metadata
 from cola_tf import files
-from cola_tf import hear_harness
-from cola_tf import hear_process
-from cola_tf import hear_tasks
+from cola_tf.hear import harness as hear_harness
+from cola_tf.hear import process as hear_process
+from cola_tf.hear import tasks as hear_tasks
 from cola_tf import logs
 from cola_tf.data import sources
 from cola_tf.probe.speech_commands import TEN_WORDS
@@ -126,7 +126,7 @@ def make_tasks(src, out, event_clips):
 
 
 def export_run(name, model_dir, out):
-  from cola_tf import frozen_encoder  # pylint: disable=import-outside-toplevel
+  from cola_tf.export import frozen_encoder  # pylint: disable=import-outside-toplevel
   path = os.path.join(out, "exports", name)
   if not os.path.isdir(path):
     log(f"exporting {name} ({model_dir})")

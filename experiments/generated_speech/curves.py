@@ -2,7 +2,7 @@
 
 Each arm pretrains once (seed 0) for `--curve_steps` steps with the trainer's online
 evaluation every `--eval_every` steps on the corpus' keyword and speaker tasks (kNN top-1
-and the online linear probe, `cola_tf.evaluation`); the step-0 scores are the arm's random
+and the online linear probe, `cola_tf.probe.online`); the step-0 scores are the arm's random
 initialisation. The log-mel mean/std baseline is scored by the same scorers. Writes
 OUT/learning_curves.png and OUT/learning_curves.csv (arm, step, task, metric, value).
 """
@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from cola_tf import evaluation
+from cola_tf.probe import online as evaluation
 from cola_tf.probe import embedders
 from cola_tf.probe import eval_sets
 from cola_tf.probe.speech_commands import Split

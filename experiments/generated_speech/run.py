@@ -51,7 +51,7 @@ import time
 
 import numpy as np
 
-from cola_tf import export_metadata
+from cola_tf.export import metadata as export_metadata
 from cola_tf.probe import embedders
 from cola_tf.probe import fit
 from cola_tf.probe import speech_commands
@@ -223,7 +223,7 @@ def probe_all(out, data, encoders, settings):
 
 def heareval_all(out, data, encoders, epochs=HEAR_PROBE_GRID["max_epochs"][0]):
   """{encoder name: heareval linear-probe test top-1} on the 35-word keyword task."""
-  from cola_tf import hear_tasks  # pylint: disable=import-outside-toplevel
+  from cola_tf.hear import tasks as hear_tasks  # pylint: disable=import-outside-toplevel
   tasks = os.path.join(out, "hear_tasks")
   if not os.path.isdir(tasks):
     shutil.rmtree(tasks + ".tmp", ignore_errors=True)

@@ -1,4 +1,4 @@
-r"""Exports the frozen encoder of a training run as a SavedModel (see cola_tf.frozen_encoder).
+r"""Exports the frozen encoder of a training run as a SavedModel (see cola_tf.export.frozen_encoder).
 
   python -m cola_tf.export --model_dir DIR [--output OUT] [--checkpoint DIR/ckpt-N]
   python -m cola_tf.export --model_dir DIR --output OUT --random_init_seed S
@@ -14,16 +14,16 @@ import os
 import signal
 import sys
 
-from cola_tf import preemption  # first: its signal thread must exist before TensorFlow's
+from cola_tf.runtime import preemption  # first: its signal thread must exist before TensorFlow's
 
 if __name__ == "__main__":  # the command line only: imported, it leaves the caller's signals
   preemption.block_signals()
 import tensorflow as tf  # noqa: E402
 
-from cola_tf import distribute
+from cola_tf.runtime import distribute
 from cola_tf import logs
-from cola_tf.frozen_encoder import check_export_request
-from cola_tf.frozen_encoder import export
+from cola_tf.export.frozen_encoder import check_export_request
+from cola_tf.export.frozen_encoder import export
 
 
 def main(argv=None):

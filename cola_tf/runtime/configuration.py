@@ -38,7 +38,7 @@ logging.getLogger().addFilter(_QuietGinResourceProbe())
 gin.config.register_file_reader(tf.io.gfile.GFile, tf.io.gfile.exists)
 
 
-_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # cola_tf/
 # Installed from a wheel: cola_tf/gin/; a checkout (or an editable install of one): gin/
 # beside the package. Exactly one of them exists.
 PACKAGED_GIN = next((d for d in (os.path.join(_PACKAGE, "gin"),
@@ -92,22 +92,6 @@ def save_operative_config(model_dir):
   """Writes what gin has recorded as called (after the pipeline is built) beside the
   checkpoints, atomically: a resume parses it first."""
   files.atomic_write(os.path.join(model_dir, OPERATIVE_CONFIG), gin.operative_config_str())
-
-
-def configured_source(gin_files, gin_params):
-  """The source the trainer would read with these configs (`train.source`), built."""
-  from cola_tf import training  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
-  gin.clear_config()
-  parse_gin(gin_files, gin_params)
-  try:
-    reference = gin.query_parameter("train.source")
-  except ValueError:
-    raise ValueError(f"no train.source in {', '.join(gin_files)}: bind one, e.g. --gin_param "
-                     "\"train.source = @FolderSource()\"") from None
-  if not isinstance(reference, gin.config.ConfigurableReference):
-    raise ValueError(f"train.source must name a source (train.source = @FolderSource()), got "
-                     f"{reference!r}")
-  return reference.scoped_configurable_fn()
 
 
 def bindings_help(configurables):

@@ -36,12 +36,12 @@ import tensorflow as tf
 from slugify import slugify
 
 import hear_module
-from cola_tf import export_metadata
+from cola_tf.export import metadata as export_metadata
 from cola_tf import files
-from cola_tf import hear_process
-from cola_tf import hear_tasks
+from cola_tf.hear import process as hear_process
+from cola_tf.hear import tasks as hear_tasks
 from cola_tf import logs
-from cola_tf import workdir_lock
+from cola_tf.runtime import workdir_lock
 
 PREDICTION_SETTINGS = "cola_tf_prediction_settings.json"
 MODULE = "hear_module"

@@ -25,7 +25,7 @@ or Keras code. Its functions take batched mono float32 audio at 16 kHz, [batch, 
   at the clip's end (so a 1 s clip is 2 windows, neither padded). A clip shorter than a
   window is one window, zero-padded at the end (as training pads short clips).
 * `timestamp_embeddings_fast(audio)`, `scene_embeddings_fast(audio)`: the same windows,
-  shapes and timestamps from one encoder pass per clip (`cola_tf.encoder_frames`): close
+  shapes and timestamps from one encoder pass per clip (`cola_tf.export.encoder_frames`): close
   to the numbers above, not equal. Exported when the encoder's frames have a fixed stride
   (every registered encoder); the metadata's `fast_embeddings` says so.
 
@@ -54,14 +54,14 @@ import gin
 import tensorflow as tf
 import tf_keras
 
-from cola_tf import encoder_frames
+from cola_tf.export import encoder_frames
 from cola_tf import encoders
 from cola_tf import frontend as frontend_lib
 from cola_tf import model as model_lib
-from cola_tf import configuration
-from cola_tf import export_metadata
+from cola_tf.runtime import configuration
+from cola_tf.export import metadata as export_metadata
 from cola_tf import files
-from cola_tf import training  # noqa: F401  (registers every configurable the config names)
+from cola_tf.runtime import training  # noqa: F401  (registers every configurable the config names)
 from cola_tf.data import pipeline
 
 TIMESTAMP_HOP_MS = 50.0

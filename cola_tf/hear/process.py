@@ -11,7 +11,7 @@ import signal
 import subprocess
 import time
 
-from cola_tf import hear_tasks
+from cola_tf.hear import tasks as hear_tasks
 from cola_tf import logs
 
 PROGRESS_EVERY_S = 20.0

@@ -11,8 +11,6 @@ operative gin config is written to model_dir and parsed first when a run resumes
 """
 import contextlib
 import os
-import signal
-import time
 
 import orbit
 from absl import logging as absl_logging
@@ -20,20 +18,22 @@ from absl import logging as absl_logging
 # Model Garden registers its configs on import; it must come before gin parses any file.
 import official.modeling.optimization  # noqa: F401  pylint: disable=unused-import
 import gin
-import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from cola_tf import configuration
-from cola_tf import distribute
+from cola_tf.runtime import actions as actions_lib
+from cola_tf.runtime import checkpoints
+from cola_tf.runtime import configuration
+from cola_tf.runtime import distribute
 from cola_tf import logs
 from cola_tf import encoders
-from cola_tf import evaluation as evaluation_lib
+from cola_tf.probe import online as evaluation_lib
 from cola_tf import frontend as frontend_lib
 from cola_tf import model as model_lib
-from cola_tf import optimization
-from cola_tf import preemption
-from cola_tf import workdir_lock
+from cola_tf.runtime import optimization
+from cola_tf.runtime import preemption
+from cola_tf.runtime import trainer as trainer_lib
+from cola_tf.runtime import workdir_lock
 from cola_tf.data import audio as audio_lib
 from cola_tf.data import pipeline
 from cola_tf.data import sources
@@ -45,163 +45,7 @@ PRECISIONS = (None, "float32", "mixed_bfloat16")
 orbit.controller._log = absl_logging.info  # pylint: disable=protected-access
 
 
-class NonFiniteLossError(RuntimeError):
-  """Raised when the loss becomes NaN/Inf; the last good checkpoint is left untouched."""
-
-
 log = logs.logger("cola_tf")
-
-
-def aggregated_gradients(gradients, clip_norm):
-  """Sums per-replica gradients over all replicas, then clips by the global norm: the
-  clipping sees the whole batch's gradient (Model Garden's AdamW clips each replica's part
-  before its own all-reduce)."""
-  ctx = tf.distribute.get_replica_context()
-  if ctx is not None and ctx.num_replicas_in_sync > 1:
-    gradients = ctx.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
-  if clip_norm > 0:
-    gradients, _ = tf.clip_by_global_norm(gradients, clip_norm)
-  return gradients
-
-
-class ColaTrainer(orbit.StandardTrainer):
-  """The one COLA train step, run `num_steps` times per call of `train(num_steps)`.
-
-  A step embeds [anchors; positives] in one batch (shared BatchNorm statistics, as both
-  references), scores them (replica or global negatives), sums the gradients over replicas,
-  clips them by the global norm if the optimizer asks for it, and applies AdamW.
-  `train()` returns {'loss', 'contrastive_accuracy'} averaged over the call's steps.
-  """
-
-  def __init__(self, strategy, model, optimizer, dataset, negatives="replica",
-               global_batch_size=64, jit_compile=False):
-    self.strategy = strategy
-    self.model = model
-    self.optimizer = optimizer
-    with self.strategy.scope():
-      self.loss = tf_keras.metrics.Mean("loss")
-      self.accuracy = tf_keras.metrics.Mean("contrastive_accuracy")
-    self._step = self._make_step(negatives, global_batch_size)
-    if jit_compile:
-      self._step = tf.function(self._step, jit_compile=True)
-    super().__init__(dataset, options=orbit.StandardTrainerOptions(use_tf_while_loop=True))
-
-  def _make_step(self, negatives, global_batch_size):
-    model, optimizer = self.model, self.optimizer
-    clip_norm = float(getattr(optimizer, "gradient_clip_norm", 0.0))
-
-    def step(batch):
-      anchors, positives = batch["anchor"], batch["positive"]
-      local = tf.shape(anchors)[0]
-      with tf.GradientTape() as tape:
-        embeddings = model.embed(tf.concat([anchors, positives], axis=0), training=True)
-        logits, labels = model_lib.replica_logits_and_labels(
-            model, embeddings[:local], embeddings[local:], negatives)
-        per_example = model_lib.contrastive_loss(logits, labels)
-        loss = tf.reduce_sum(per_example) / global_batch_size
-      variables = model.trainable_variables
-      gradients = aggregated_gradients(tape.gradient(loss, variables), clip_norm)
-      optimizer.apply_gradients(zip(gradients, variables),
-                                experimental_aggregate_gradients=False)
-      self.loss.update_state(per_example)
-      self.accuracy.update_state(model_lib.contrastive_accuracy(logits, labels))
-
-    return step
-
-  def train_loop_begin(self):
-    self.loss.reset_state()
-    self.accuracy.reset_state()
-
-  def train_step(self, iterator):
-    self.strategy.run(self._step, args=(next(iterator),))
-
-  def train_loop_end(self):
-    return {"loss": self.loss.result(), "contrastive_accuracy": self.accuracy.result()}
-
-
-class StopOnNonFiniteLoss:
-  """Controller action, first in line: a NaN/Inf loss raises before the controller saves."""
-
-  def __init__(self, step_counter, manager):
-    self.step_counter, self.manager = step_counter, manager
-    self.last_step = int(step_counter.numpy())
-
-  def __call__(self, output):
-    step = int(self.step_counter.numpy())
-    loss = float(output["loss"])
-    if not np.isfinite(loss):
-      raise NonFiniteLossError(
-          f"loss became {loss} between steps {self.last_step} and {step}; stopping. The last "
-          f"good checkpoint ({self.manager.latest_checkpoint or 'none'}) is kept in "
-          f"{self.manager.directory}")
-    self.last_step = step
-
-
-class ProgressLine:
-  """Controller action: the progress line, and learning rate and clips/s added to the
-  summaries; keeps the (step, loss, accuracy) history."""
-
-  def __init__(self, step_counter, total_steps, global_batch_size, schedule):
-    self.step_counter, self.total_steps = step_counter, total_steps
-    self.global_batch_size, self.schedule = global_batch_size, schedule
-    self.history, self._rate, self._last = [], None, None
-    self.note = ""  # the online evaluation's scores, when it has just run
-
-  def start(self):
-    self._last = (int(self.step_counter.numpy()), time.time())
-
-  def __call__(self, output):
-    step, now = int(self.step_counter.numpy()), time.time()
-    rate = (step - self._last[0]) * self.global_batch_size / max(now - self._last[1], 1e-9)
-    self._last = (step, now)
-    self._rate = rate if self._rate is None else 0.7 * self._rate + 0.3 * rate
-    loss, accuracy = float(output["loss"]), float(output["contrastive_accuracy"])
-    lr = float(self.schedule(step))
-    output.update(learning_rate=lr, clips_per_second=rate)  # the controller writes them too
-    self.history.append((step, loss, accuracy))
-    eta = (self.total_steps - step) * self.global_batch_size / self._rate
-    log(f"step {step}/{self.total_steps} ({100 * step / self.total_steps:.0f}%) | loss "
-        f"{loss:.4f} | acc {accuracy:.3f} | lr {lr:.2e} | {rate:.1f} clips/s | ETA "
-        f"{logs.format_seconds(eta)}{self.note}")
-    self.note = ""
-
-
-class SaveCheckpoints:
-  """Controller action, last in line: saves every `every` steps, at `total_steps`, and after
-  SIGTERM/SIGINT at the step reached, then stops (`preemption.StopRequested`). It refreshes
-  the model_dir lock too. (The controller's own interval saving counts from the first loop,
-  not from step 0, so it is not used.)"""
-
-  def __init__(self, manager, step_counter, every, total_steps, signals, heartbeat=None,
-               strategy=None):
-    self.manager, self.step_counter, self.every = manager, step_counter, every
-    self.total_steps, self.signals, self.heartbeat = total_steps, signals, heartbeat
-    self._agree = _any_worker_fn(strategy) if distribute.is_multi_worker(strategy) else None
-    self.last_output = None
-
-  def __call__(self, output):
-    step = int(self.step_counter.numpy())
-    received = self.signals.received
-    if self._agree is not None:  # saving is collective: stop on every worker or on none
-      anyone = self._agree(bool(received))  # every worker calls it, flagged or not
-      received = received or (int(signal.SIGTERM) if anyone else None)
-    if step % self.every == 0 or step >= self.total_steps or received:
-      self.manager.save(checkpoint_number=step)
-    if self.heartbeat is not None:
-      self.heartbeat()
-    if received:
-      self.last_output = dict(output)  # for the summaries the controller will not write
-      raise preemption.StopRequested(received, step, self.manager.latest_checkpoint)
-
-
-def _any_worker_fn(strategy):
-  """f(this worker's flag) -> whether any worker's flag is set (one small all-reduce)."""
-  @tf.function
-  def count(flag):
-    per_replica = strategy.run(lambda: tf.identity(flag))
-    return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-
-  return lambda flag: float(count(tf.constant(1.0 if flag else 0.0))) > 0
 
 
 def _has_batch_norm(model):
@@ -211,16 +55,6 @@ def _has_batch_norm(model):
     if isinstance(layer, tf_keras.Model) and _has_batch_norm(layer):
       return True
   return False
-
-
-def _remove_partial_checkpoints(directory):
-  """Removes `ckpt-N_temp*` left by a save that a kill interrupted."""
-  for path in tf.io.gfile.glob(os.path.join(directory, "ckpt-*_temp*")):
-    log(f"removing a partial checkpoint left by an interrupted save: {path}")
-    if tf.io.gfile.isdir(path):
-      tf.io.gfile.rmtree(path)
-    else:
-      tf.io.gfile.remove(path)
 
 
 def _check_counts(**counts):
@@ -323,50 +157,11 @@ def _enter_guards(guards, chief, model_dir, out_dir, wait_for_lock=True):
   tf.io.gfile.makedirs(model_dir)
   if chief:
     lock = guards.enter_context(workdir_lock.ModelDirLock(model_dir, log, wait=wait_for_lock))
-    _remove_partial_checkpoints(out_dir)
+    checkpoints.remove_partial_checkpoints(out_dir)
   elif tf.io.gfile.exists(out_dir):
     tf.io.gfile.rmtree(out_dir)
   tf.io.gfile.makedirs(out_dir)
   return lock, guards.enter_context(preemption.StopOnSignal(log))
-
-
-def _restore(checkpoint, model_dir, chief=True):
-  """Every worker restores the chief's newest checkpoint that reads (the other workers' own
-  folders are scratch space, deleted at the end of each run). One that does not read (a
-  truncated or corrupt file) is named on one line and, by the chief, moved aside (never
-  deleted) and dropped from the `checkpoint` list; the one before it is tried. Returns the
-  restored path or None."""
-  state = tf.train.get_checkpoint_state(model_dir)
-  candidates = list(reversed(state.all_model_checkpoint_paths)) if state else []
-  for newer, path in enumerate(candidates):
-    path = path if os.path.isabs(path) or "://" in path else os.path.join(model_dir, path)
-    try:
-      checkpoint.restore(path).assert_existing_objects_matched()
-      if newer and chief:
-        _drop_newer_checkpoints(model_dir, state, path)
-      return path
-    except (tf.errors.OpError, IndexError, OSError) as e:  # unreadable, not a model mismatch
-      reason = " ".join(str(getattr(e, "message", e)).split())[:200]
-      moved = _move_aside(path) if chief else "left in place (the chief moves it)"
-      log(f"checkpoint {path} does not restore ({type(e).__name__}: {reason}); {moved}; "
-          "trying the one before")
-  return None
-
-
-def _move_aside(path):
-  """Renames every file of checkpoint `path` to NAME.unreadable-TIME; returns a line."""
-  suffix = f".unreadable-{time.strftime('%Y%m%d-%H%M%S')}"
-  for name in tf.io.gfile.glob(path + ".*"):
-    tf.io.gfile.rename(name, name + suffix)
-  return f"its files moved aside to {os.path.basename(path)}.*{suffix}"
-
-
-def _drop_newer_checkpoints(model_dir, state, restored):
-  """The `checkpoint` list without the unreadable ones after `restored` (they were moved)."""
-  paths = list(state.all_model_checkpoint_paths)
-  keep = paths[:[os.path.basename(p) for p in paths].index(os.path.basename(restored)) + 1]
-  tf.compat.v1.train.update_checkpoint_state(model_dir, restored,
-                                             all_model_checkpoint_paths=keep)
 
 
 def _controller(trainer, strategy, step_counter, manager, summary_dir, actions, steps_per_loop,
@@ -398,11 +193,11 @@ def _start_evaluation(evaluation, strategy, model, frontend, crop_seconds, model
 def _actions(step_counter, manager, progress, evaluation, total_steps, checkpoint_every,
              signals, lock, strategy):
   """The controller's actions, in order: NaN stop, evaluation, progress line, checkpoints."""
-  actions = [StopOnNonFiniteLoss(step_counter, manager)]
+  actions = [actions_lib.StopOnNonFiniteLoss(step_counter, manager)]
   if evaluation is not None:
     actions.append(evaluation_lib.EvaluateEvery(evaluation, step_counter, total_steps,
                                                 progress))
-  return actions + [progress, SaveCheckpoints(manager, step_counter, checkpoint_every,
+  return actions + [progress, actions_lib.SaveCheckpoints(manager, step_counter, checkpoint_every,
                                               total_steps, signals,
                                               lock.heartbeat if lock else None, strategy)]
 
@@ -460,7 +255,7 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
   step_counter = optimizer.iterations
   with contextlib.ExitStack() as guards:
     lock, signals = _enter_guards(guards, chief, model_dir, out_dir, wait_for_lock)
-    restored = _restore(checkpoint, model_dir, chief)
+    restored = checkpoints.restore(checkpoint, model_dir, chief)
     start_step = int(step_counter.numpy())
     result = {"step": start_step, "start_step": start_step, "chief": chief, "loss": None,
               "accuracy": None, "history": [], "strategy": strategy, "model": model,
@@ -476,14 +271,14 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
     dataset = strategy.distribute_datasets_from_function(
         lambda ctx: pipeline.pair_dataset(source, ctx, global_batch_size, frontend,
                                           seed=seed + start_step, crop_seconds=crop_seconds))
-    trainer = ColaTrainer(strategy, model, optimizer, dataset, negatives, global_batch_size,
+    trainer = trainer_lib.ColaTrainer(strategy, model, optimizer, dataset, negatives, global_batch_size,
                           jit_compile)
     if chief:
       configuration.save_operative_config(model_dir)
     manager = tf.train.CheckpointManager(checkpoint, out_dir, max_to_keep=keep_checkpoints,
                                          step_counter=step_counter)
     signals.saved = lambda: manager.latest_checkpoint or "none yet"
-    progress = ProgressLine(step_counter, total_steps, global_batch_size, schedule)
+    progress = actions_lib.ProgressLine(step_counter, total_steps, global_batch_size, schedule)
     _start_evaluation(evaluation, strategy, model, frontend, crop_seconds, model_dir, chief,
                       start_step)
     actions = _actions(step_counter, manager, progress, evaluation, total_steps,
@@ -497,6 +292,22 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
   if not chief and tf.io.gfile.exists(out_dir):
     tf.io.gfile.rmtree(out_dir)
   return _finish(result, progress, manager, evaluation, per_anchor, model_dir)
+
+
+def configured_source(gin_files, gin_params):
+  """The source `train()` would read with these configs (`train.source`), built (for
+  make_tfrecords: parsing them needs every configurable `train` names registered, as here)."""
+  gin.clear_config()
+  configuration.parse_gin(gin_files, gin_params)
+  try:
+    reference = gin.query_parameter("train.source")
+  except ValueError:
+    raise ValueError(f"no train.source in {', '.join(gin_files)}: bind one, e.g. --gin_param "
+                     "\"train.source = @FolderSource()\"") from None
+  if not isinstance(reference, gin.config.ConfigurableReference):
+    raise ValueError(f"train.source must name a source (train.source = @FolderSource()), got "
+                     f"{reference!r}")
+  return reference.scoped_configurable_fn()
 
 
 def _run_loop(controller, total_steps, saver):
