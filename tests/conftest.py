@@ -11,9 +11,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 import official.modeling.optimization  # noqa: E402,F401  (before gin parses anything)
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import soundfile as sf  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 _cpus = tf.config.list_physical_devices("CPU")
@@ -77,11 +75,6 @@ def in_fresh_process(module, function, *args):
   return proc.stdout
 
 
-def _tone(freq, seconds, rate=16000):
-  t = np.arange(int(seconds * rate)) / rate
-  return (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-
-
 SR = 16000
 NUMPY_WORDS = ("cat", "dog", "up", "down", "go", "yes", "no", "left")
 
@@ -96,25 +89,8 @@ def make_speech_commands_tree(root, num_words=3, num_speakers=10, espeak=True):
                     str(num_words), "--seed", "1"], check=True, capture_output=True,
                    env=subprocess_env())
     return
-  rng = np.random.default_rng(0)
-  words = NUMPY_WORDS[:num_words]
-  speakers = [f"{i:08x}" for i in range(num_speakers)]
-  val, test = [], []
-  for w_i, word in enumerate(words):
-    os.makedirs(os.path.join(root, word))
-    for s_i, spk in enumerate(speakers):
-      rel = f"{word}/{spk}_nohash_0.wav"
-      sf.write(os.path.join(root, rel), _tone(300 + 200 * w_i + 10 * s_i, 1.0)
-               + 0.01 * rng.standard_normal(SR).astype(np.float32), SR, subtype="PCM_16")
-      (val if s_i == 0 else test if s_i == 1 else []).append(rel)
-  os.makedirs(os.path.join(root, "_background_noise_"))
-  sf.write(os.path.join(root, "_background_noise_", "white_noise.wav"),
-           0.1 * rng.standard_normal(5 * SR).astype(np.float32), SR, subtype="PCM_16")
-  for name, rels in (("validation_list.txt", val), ("testing_list.txt", test)):
-    with open(os.path.join(root, name), "w") as f:
-      f.write("".join(r + "\n" for r in sorted(rels)))
-
-
+  from cola_tf.data import sources  # pylint: disable=import-outside-toplevel
+  sources.write_speech_commands_tones(root, NUMPY_WORDS[:num_words], num_speakers)
 
 
 def pytest_configure(config):

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from cola_tf import frontend as frontend_lib
 from cola_tf.data import audio
+from cola_tf.data import tfrecord_format
 from cola_tf.data import tfrecord_writer
 from cola_tf.data import pipeline
 from cola_tf.data import sources
@@ -241,8 +242,8 @@ def test_tfrecord_writer_reader_and_resume(tmp_path):
   assert len(got) == 8
   np.testing.assert_allclose(got, sorted(lengths.values()), atol=1200)
   # Resume: only the missing shard and a truncated one are written again.
-  os.remove(os.path.join(out, tfrecord_writer.shard_name(1, 3)))
-  truncated = os.path.join(out, tfrecord_writer.shard_name(2, 3))
+  os.remove(os.path.join(out, tfrecord_format.shard_name(1, 3)))
+  truncated = os.path.join(out, tfrecord_format.shard_name(2, 3))
   with open(truncated, "r+b") as f:
     f.truncate(os.path.getsize(truncated) - 10)
   again = subprocess.run([sys.executable, "-m", "cola_tf.data.make_tfrecords", "--manifest",
@@ -251,7 +252,7 @@ def test_tfrecord_writer_reader_and_resume(tmp_path):
                          timeout=600)
   assert again.returncode == 0, again.stderr
   assert "1 already written, 2 to write" in again.stdout, again.stdout
-  assert f"{tfrecord_writer.shard_name(2, 3)}: " in again.stdout and "writing it again" in again.stdout
+  assert f"{tfrecord_format.shard_name(2, 3)}: " in again.stdout and "writing it again" in again.stdout
   assert len(_lengths(tfrecord_source.TFRecordSource(os.path.join(out, "shard-*.tfrecord")))) == 8
   with pytest.raises(ValueError, match="no files match"):
     tfrecord_source.TFRecordSource(str(tmp_path / "nothing-*.tfrecord"))
@@ -303,32 +304,12 @@ class ToneSource(sources.Source):
     ds = tf.data.Dataset.from_tensor_slices((tones, names, [2.0] * self.num_clips))
     return ds.shard(num_shards, shard_index)
 
+  @classmethod
+  def example(cls, root):
+    return []
+
 
 sources.register_source(ToneSource)
-
-
-def _layout(name, tmp_path):
-  """gin bindings that make `train.source` the registered source `name` on a corpus written
-  here; every registered source needs an entry (a new source: add its layout)."""
-  root = str(tmp_path)
-  lengths = _write_corpus(os.path.join(root, "audio"), n=8)
-  _manifest(tmp_path / "m.csv", [(p, "", "") for p in sorted(lengths)])
-  if name == "TFRecordSource":
-    tfrecord_writer.make_tfrecords(str(tmp_path / "m.csv"), os.path.join(root, "rec"), 2,
-                                   workers=1)
-  if name == "SpeechCommandsSource":
-    make_speech_commands_tree(os.path.join(root, "sc"))
-  return {
-      "FolderSource": [f"FolderSource.root = '{root}/audio'"],
-      "ManifestSource": [f"ManifestSource.manifest = '{root}/m.csv'"],
-      "TFRecordSource": [f"TFRecordSource.pattern = '{root}/rec/shard-*.tfrecord'"],
-      "SpeechCommandsSource": [f"SpeechCommandsSource.root = '{root}/sc'"],
-      "SyntheticSource": ["SyntheticSource.num_clips = 8", "SyntheticSource.seconds = 2.0",
-                          f"SyntheticSource.cache_dir = '{root}/cache'"],
-      "TFDSSource": ["TFDSSource.name = 'speech_commands'", "TFDSSource.download = True",
-                     f"TFDSSource.data_dir = '{root}/tfds'"],  # mock data: no network
-      "ToneSource": [],
-  }[name] + [f"train.source = @{name}()"]
 
 
 @pytest.mark.parametrize("name", list(sources.SOURCES))
@@ -336,7 +317,8 @@ def test_pretrains_from_every_registered_source(name, tmp_path, clean_gin):
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   from cola_tf.runtime import configuration  # pylint: disable=import-outside-toplevel
   from cola_tf.runtime import training  # pylint: disable=import-outside-toplevel
-  configuration.parse_gin(["tiny"], _layout(name, tmp_path) + [
+  configuration.parse_gin(["tiny"], sources.SOURCES[name].example(str(tmp_path)) + [
+      f"train.source = @{name}()",
       "train.total_steps = 4", "train.global_batch_size = 4", "build_adamw.warmup_steps = 1",
       "train.steps_per_loop = 2", "train.evaluation = None"], None)
   with tfds.testing.mock_data(num_examples=8):

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from cola_tf import frontend as frontend_lib
 from cola_tf.data import audio
+from cola_tf.data import tfrecord_format
 from cola_tf.data import tfrecord_writer
 from cola_tf.data import pipeline
 from cola_tf.data import tfrecord_source
@@ -117,7 +118,7 @@ def test_a_truncated_shard_is_skipped_named_and_counted(tmp_path, capfd):
   manifest, _ = _corpus(str(tmp_path / "audio"), n=12)
   out = str(tmp_path / "rec")
   tfrecord_writer.make_tfrecords(manifest, out, 2, "pcm16", workers=1)
-  shard = os.path.join(out, tfrecord_writer.shard_name(0, 2))
+  shard = os.path.join(out, tfrecord_format.shard_name(0, 2))
   with open(shard, "r+b") as f:
     f.truncate(os.path.getsize(shard) // 2)
   source = tfrecord_source.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))
@@ -141,8 +142,8 @@ def test_make_tfrecords_shuffles_rows_and_refuses_stale_shards(tmp_path):
   out = str(tmp_path / "rec")
   tfrecord_writer.make_tfrecords(manifest, out, 1, "pcm16", workers=1)
   labels = [l.numpy().decode() for l in tf.data.TFRecordDataset(
-      os.path.join(out, tfrecord_writer.shard_name(0, 1)), "ZLIB").map(
-          lambda r: tf.io.parse_single_example(r, tfrecord_source.TFRECORD_FEATURES)["label"])]
+      os.path.join(out, tfrecord_format.shard_name(0, 1)), "ZLIB").map(
+          lambda r: tf.io.parse_single_example(r, tfrecord_format.FEATURES)["label"])]
   assert sorted(labels) == sorted("aaaabbbbccccdddd")
   assert labels != sorted(labels)  # a sorted manifest is not kept in order
   with open(os.path.join(out, "index.json")) as f:
@@ -165,7 +166,7 @@ def test_make_tfrecords_shuffles_rows_and_refuses_stale_shards(tmp_path):
   assert done.returncode == 0, done.stderr
   assert "removing 1 stale shard(s)" in done.stdout
   assert sorted(os.listdir(out)) == sorted(
-      [tfrecord_writer.shard_name(i, 2) + s for i in range(2) for s in ("", ".json")]
+      [tfrecord_format.shard_name(i, 2) + s for i in range(2) for s in ("", ".json")]
       + ["index.json"])
   assert len(tfrecord_source.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))) == 20
   # A shard that index.json does not list (left by another run) is refused by the reader.

@@ -18,8 +18,10 @@ import csv
 import os
 
 import gin
+import numpy as np
 import tensorflow as tf
 
+from cola_tf import SAMPLE_RATE
 from cola_tf import files as files_lib
 from cola_tf.data import audio as audio_lib
 
@@ -36,6 +38,9 @@ def register_source(cls):
     raise TypeError(f"register_source: {cls!r} is not a Source subclass")
   if cls.__name__ in SOURCES:
     raise ValueError(f"register_source: {cls.__name__} is registered already")
+  if "example" not in vars(cls):
+    raise TypeError(f"register_source: {cls.__name__} defines no example(root) classmethod "
+                    "(a small corpus in its layout: the tests train from every source so)")
   SOURCES[cls.__name__] = cls
   return cls
 
@@ -51,8 +56,16 @@ class Source:
   * file-based sources (`FileListSource`) also give `files()` and `labels()` (None when
     unlabelled), which `make_tfrecords` writes.
   A subclass implements `encoded(...)` (a dataset of (bytes, name, format): `clips` decodes
-  it) or overrides `clips` itself (TFDSSource).
+  it) or overrides `clips` itself (TFDSSource). A registered source also defines
+  `example(root)` (a classmethod, its own: not inherited).
   """
+
+  @classmethod
+  def example(cls, root):
+    """Writes a small corpus in this source's layout under `root` and returns the gin
+    bindings that make `train.source` read it: the registry's one statement of each layout
+    (the tests train from every registered source through it)."""
+    raise NotImplementedError(f"{cls.__name__} must define example(root)")
 
   def __len__(self):
     raise NotImplementedError(f"{type(self).__name__} must define __len__")
@@ -92,6 +105,20 @@ class Source:
     """One pass of the usable clips' waveforms (see `clips`)."""
     return self.clips(sample_rate, num_shards, shard_index, seed, shuffle, deterministic,
                       native_only, max_seconds).map(_waveform_only)
+
+
+def write_example_tones(folder, count, seconds=2.0, base_hz=200.0):
+  """`count` WAV tones (base_hz + 40 Hz apart, with a little noise) in folder; their paths."""
+  import soundfile as sf  # pylint: disable=import-outside-toplevel
+  tf.io.gfile.makedirs(folder)
+  rng = np.random.default_rng(0)
+  t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+  paths = []
+  for i in range(count):
+    tone = 0.5 * np.sin(2 * np.pi * (base_hz + 40 * i) * t) + 0.01 * rng.standard_normal(t.size)
+    paths.append(os.path.join(folder, f"tone{i:03d}.wav"))
+    sf.write(paths[-1], tone.astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
+  return paths
 
 
 def usable(decoded):
@@ -191,6 +218,11 @@ class FolderSource(FileListSource):
     super().__init__(sorted(found), description=root)
     self.root = root
 
+  @classmethod
+  def example(cls, root):
+    write_example_tones(os.path.join(root, "audio"), 8)
+    return [f"FolderSource.root = '{root}/audio'"]
+
 
 def read_manifest(manifest, columns, setting):
   """[(line, path, row)] of a CSV manifest whose header has `columns` (the first: the files
@@ -237,6 +269,15 @@ class ManifestSource(FileListSource):
           raise ValueError(f"{manifest}: line {line}: file not found: {path}")
     labels = [row.get("labels") for _, _, row in rows] if "labels" in header else None
     super().__init__([path for _, path, _ in rows], labels, description=manifest)
+
+  @classmethod
+  def example(cls, root):
+    paths = write_example_tones(os.path.join(root, "audio"), 8)
+    manifest = os.path.join(root, "manifest.csv")
+    with open(manifest, "w") as f:
+      f.write("files,labels\n" + "".join(f"audio/{os.path.basename(p)},tone{i % 2}\n"
+                                           for i, p in enumerate(paths)))
+    return [f"ManifestSource.manifest = '{manifest}'"]
 
 
 SPEECH_COMMANDS_SPLITS = ("train", "validation", "test", "all")
@@ -286,3 +327,34 @@ class SpeechCommandsSource(FileListSource):
     if not files:
       raise ValueError(f"SpeechCommandsSource: no {split} clips under {root}")
     super().__init__(files, labels, description=f"{root} [{split}]")
+
+  @classmethod
+  def example(cls, root):
+    write_speech_commands_tones(os.path.join(root, "speech_commands"), ("yes", "no", "up"), 10)
+    return [f"SpeechCommandsSource.root = '{root}/speech_commands'"]
+
+
+def write_speech_commands_tones(root, words, num_speakers):
+  """A Speech Commands v0.02 tree of 1 s tones (word i, speaker j: 300 + 200 i + 10 j Hz),
+  speaker 0 in validation_list.txt, speaker 1 in testing_list.txt, and a
+  _background_noise_ clip: the layout without speech."""
+  import soundfile as sf  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+  lists = {"validation_list.txt": [], "testing_list.txt": []}
+  for w_i, word in enumerate(words):
+    tf.io.gfile.makedirs(os.path.join(root, word))
+    for s_i in range(num_speakers):
+      rel = f"{word}/{s_i:08x}_nohash_0.wav"
+      tone = 0.5 * np.sin(2 * np.pi * (300 + 200 * w_i + 10 * s_i) * t)
+      sf.write(os.path.join(root, rel), (tone + 0.01 * rng.standard_normal(SAMPLE_RATE))
+               .astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
+      if s_i < 2:
+        lists[("validation_list.txt", "testing_list.txt")[s_i]].append(rel)
+  tf.io.gfile.makedirs(os.path.join(root, "_background_noise_"))
+  sf.write(os.path.join(root, "_background_noise_", "white_noise.wav"),
+           (0.1 * rng.standard_normal(5 * SAMPLE_RATE)).astype(np.float32), SAMPLE_RATE,
+           subtype="PCM_16")
+  for name, rels in lists.items():
+    with open(os.path.join(root, name), "w") as f:
+      f.write("".join(r + "\n" for r in sorted(rels)))

@@ -246,3 +246,8 @@ class SyntheticSource(sources.FolderSource):
     root = cached_corpus("synthetic", [num_clips, seconds, seed], write, cache_dir)
     super().__init__(root, extensions=("wav",))
     self._labels = [os.path.basename(p).split("_", 1)[0] for p in self.files()]
+
+  @classmethod
+  def example(cls, root):
+    return ["SyntheticSource.num_clips = 8", "SyntheticSource.seconds = 2.0",
+            f"SyntheticSource.cache_dir = '{root}/cache'"]

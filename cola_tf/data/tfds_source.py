@@ -32,6 +32,13 @@ class TFDSSource(Source):
     self.scale = 1.0 / 32768.0 if feature.dtype in (tf.int16, "int16") else 1.0
     self._len = None
 
+  @classmethod
+  def example(cls, root):
+    """Bindings only: under `tfds.testing.mock_data` (as the tests run it) nothing is
+    downloaded; outside it, these bindings would download Speech Commands."""
+    return ["TFDSSource.name = 'speech_commands'", "TFDSSource.download = True",
+            f"TFDSSource.data_dir = '{root}/tfds'"]
+
   def __len__(self):
     if self._len is None:
       try:

@@ -12,20 +12,12 @@ import tensorflow as tf
 
 from cola_tf import logs
 from cola_tf.data import audio as audio_lib
+from cola_tf.data import tfrecord_format
 from cola_tf.data.sources import Source
 from cola_tf.data.sources import register_source
 from cola_tf.data.sources import usable
 
 
-# TFRecord layout written by make_tfrecords.
-TFRECORD_FEATURES = {
-    "audio": tf.io.FixedLenFeature([], tf.string),
-    "format": tf.io.FixedLenFeature([], tf.string, default_value="flac"),
-    "name": tf.io.FixedLenFeature([], tf.string, default_value=""),
-    "label": tf.io.FixedLenFeature([], tf.string, default_value=""),
-    "duration": tf.io.FixedLenFeature([], tf.float32, default_value=0.0),
-}
-TFRECORD_INDEX = "index.json"
 
 
 @register_source
@@ -56,7 +48,7 @@ class TFRecordSource(Source):
     self._num_records = num_records
     self._counts = None
     self.record_format = None
-    index = _read_index(os.path.join(os.path.dirname(pattern), TFRECORD_INDEX), self.shards)
+    index = _read_index(os.path.join(os.path.dirname(pattern), tfrecord_format.INDEX), self.shards)
     if index is None:
       self.record_format = _first_record_format(self.shards, compression)
     else:
@@ -64,10 +56,18 @@ class TFRecordSource(Source):
       if index.get("format") != "copy":  # 'copy': each record keeps its file's format
         self.record_format = index.get("format")
 
+  @classmethod
+  def example(cls, root):
+    from cola_tf.data import sources  # pylint: disable=import-outside-toplevel
+    from cola_tf.data import tfrecord_writer  # pylint: disable=import-outside-toplevel
+    manifest = sources.ManifestSource.example(root)[0].split("'")[1]
+    tfrecord_writer.make_tfrecords(manifest, os.path.join(root, "records"), 2, workers=1)
+    return [f"TFRecordSource.pattern = '{root}/records/shard-*.tfrecord'"]
+
   def shard_counts(self):
     """Records per shard (from index.json, or counted once in parallel)."""
     if self._counts is None:
-      self._counts = count_records(self.shards, self.compression, self.parallel_counts)
+      self._counts = tfrecord_format.count_records(self.shards, self.compression, self.parallel_counts)
     return list(self._counts)
 
   def __len__(self):
@@ -101,7 +101,7 @@ class TFRecordSource(Source):
         deterministic=not shuffle)
 
     def parse(record):
-      ex = tf.io.parse_single_example(record, TFRECORD_FEATURES)
+      ex = tf.io.parse_single_example(record, tfrecord_format.FEATURES)
       return ex["audio"], ex["name"], ex["format"]
 
     # A record with a valid checksum but not an Example (a foreign file) is skipped, logged.
@@ -144,7 +144,7 @@ def _read_index(path, shards):
 
 def _first_record_format(shards, compression):
   for record in tf.data.TFRecordDataset(shards[:1], compression_type=compression).take(1):
-    return tf.io.parse_single_example(record, TFRECORD_FEATURES)["format"].numpy().decode()
+    return tf.io.parse_single_example(record, tfrecord_format.FEATURES)["format"].numpy().decode()
   return None
 
 
@@ -187,7 +187,7 @@ def count_records(shards, compression, parallel=32):
 
   counts, started, last = {}, time.time(), time.time()
   logs.log(f"counting the records of {len(shards)} TFRecord shard(s) (no "
-           f"{TFRECORD_INDEX}; pass TFRecordSource.num_records to skip this)")
+           f"{tfrecord_format.INDEX}; pass TFRecordSource.num_records to skip this)")
   with futures.ThreadPoolExecutor(max(1, min(parallel, len(shards)))) as pool:
     jobs = {pool.submit(count, s): s for s in shards}
     for job in futures.as_completed(jobs):

@@ -29,16 +29,12 @@ import soundfile as sf
 
 from cola_tf import files
 from cola_tf import logs
+from cola_tf.data import tfrecord_format
 from cola_tf.data.audio import PCM16
 from cola_tf import SAMPLE_RATE
 
 FORMATS = (PCM16, "flac", "wav", "copy")
-INDEX = "index.json"
 log = logs.logger("make_tfrecords")
-
-
-def shard_name(index, total):
-  return f"shard-{index:05d}-of-{total:05d}.tfrecord"
 
 
 def _encode(path, out_format):
@@ -60,23 +56,11 @@ def _encode(path, out_format):
   return buf.getvalue(), out_format, duration
 
 
-def _example(path, label, data, fmt, duration):
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  def strings(value):
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
-  feature = {
-      "audio": strings(data), "format": strings(fmt.encode()), "name": strings(path.encode()),
-      "label": strings((label or "").encode()),
-      "duration": tf.train.Feature(float_list=tf.train.FloatList(value=[duration])),
-  }
-  return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
-
-
 def write_shard(job):
   """Writes one shard; returns (index, clips written, [(path, reason)] skipped)."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   index, total, rows, out_dir, out_format, compression, identity = job
-  final = os.path.join(out_dir, shard_name(index, total))
+  final = os.path.join(out_dir, tfrecord_format.shard_name(index, total))
   written, skipped = 0, []
   options = tf.io.TFRecordOptions(compression_type=compression)
   # The shard exists only once complete: its .json first (with the shard's size, which a
@@ -89,7 +73,7 @@ def write_shard(job):
         except Exception as e:  # pylint: disable=broad-except
           skipped.append((path, f"{type(e).__name__}: {e}"))
           continue
-        w.write(_example(path, label, data, fmt, duration))
+        w.write(tfrecord_format.example(path, label, data, fmt, duration))
         written += 1
     _write_json(final + ".json", {"clips": written, "skipped": skipped,
                                   "bytes": tf.io.gfile.stat(tmp).length, **identity})
@@ -114,8 +98,7 @@ def _complete(out_dir, name):
     log(f"{name}: {size} bytes, {meta['bytes']} written (truncated or damaged): writing it again")
     return False
   if "bytes" not in meta:
-    from cola_tf.data import tfrecord_source  # pylint: disable=import-outside-toplevel
-    counted = tfrecord_source.count_records([path], meta.get("compression", "ZLIB").replace("NONE", ""))
+    counted = tfrecord_format.count_records([path], meta.get("compression", "ZLIB").replace("NONE", ""))
     if counted[0] != meta.get("clips"):
       log(f"{name}: {counted[0]} records, {meta.get('clips')} written: writing it again")
       return False
@@ -150,7 +133,7 @@ def _stale(out_dir, identity):
 
 def _clear(out_dir):
   for name in os.listdir(out_dir):
-    if name.startswith("shard-") or name.startswith(INDEX):
+    if name.startswith("shard-") or name.startswith(tfrecord_format.INDEX):
       os.remove(os.path.join(out_dir, name))
 
 
@@ -195,7 +178,7 @@ def make_tfrecords(source, out_dir, shards, out_format=PCM16, compression="ZLIB"
     log(f"--overwrite: removing {len(stale)} stale shard(s) in {out_dir}")
     _clear(out_dir)
   jobs = [(i, shards, rows[i::shards], out_dir, out_format, compression, identity)
-          for i in range(shards) if not _complete(out_dir, shard_name(i, shards))]
+          for i in range(shards) if not _complete(out_dir, tfrecord_format.shard_name(i, shards))]
   log(f"{len(rows)} clips -> {shards} {out_format} shards in {out_dir}; "
       f"{shards - len(jobs)} already written, {len(jobs)} to write")
   _run_jobs(jobs, shards, workers)
@@ -220,7 +203,7 @@ def _run_jobs(jobs, shards, workers):
     for done, (index, written, skipped) in enumerate(pool.imap_unordered(write_shard, jobs), 1):
       elapsed = time.time() - started
       eta = elapsed / done * (len(jobs) - done)
-      log(f"[{done}/{len(jobs)}] {shard_name(index, shards)}: {written} clips, "
+      log(f"[{done}/{len(jobs)}] {tfrecord_format.shard_name(index, shards)}: {written} clips, "
           f"{len(skipped)} skipped | {elapsed:.0f}s elapsed, ETA {eta:.0f}s")
       for path, reason in skipped:
         log(f"  skipped bad file {path}: {reason}")
@@ -229,12 +212,12 @@ def _run_jobs(jobs, shards, workers):
 def _write_index(out_dir, shards, identity):
   index = {"shards": {}, "clips": 0, "skipped": [], **identity}
   for i in range(shards):
-    with open(os.path.join(out_dir, shard_name(i, shards) + ".json")) as f:
+    with open(os.path.join(out_dir, tfrecord_format.shard_name(i, shards) + ".json")) as f:
       meta = json.load(f)
-    index["shards"][shard_name(i, shards)] = meta["clips"]
+    index["shards"][tfrecord_format.shard_name(i, shards)] = meta["clips"]
     index["clips"] += meta["clips"]
     index["skipped"] += [p for p, _ in meta["skipped"]]
-  _write_json(os.path.join(out_dir, INDEX), index)
+  _write_json(os.path.join(out_dir, tfrecord_format.INDEX), index)
   log(f"done: {index['clips']} clips in {shards} shards, "
       f"{len(index['skipped'])} bad files skipped")
   return index
