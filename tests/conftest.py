@@ -75,7 +75,6 @@ def in_fresh_process(module, function, *args):
   return proc.stdout
 
 
-SR = 16000
 NUMPY_WORDS = ("cat", "dog", "up", "down", "go", "yes", "no", "left")
 
 

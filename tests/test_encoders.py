@@ -309,3 +309,35 @@ def test_convnext_float32_blocks_is_audax_precision_scope():
   assert {l.compute_dtype for l in everywhere.layers if "_block_" in l.name} == {"bfloat16"}
   x = np.random.default_rng(2).standard_normal((2, 100, 64)).astype(np.float32)
   assert scoped(x).dtype == tf.float32
+
+
+USER_MODULE = '''
+import tf_keras
+from cola_tf import encoders
+
+def user_net(input_shape, pooling="max", drop_path_rate=0.0, width=4):
+  inputs, x = encoders.log_mel_input(input_shape)
+  x = tf_keras.layers.Conv2D(width, 3, strides=2, padding="same", name="conv")(x)
+  return tf_keras.Model(inputs, encoders.pool(x, pooling, "pool"), name="user_net")
+
+encoders.register_encoder("user_net", user_net, small={"width": 2})
+'''
+
+
+def test_an_encoder_in_the_users_own_module_is_registered_by_a_gin_import(
+    tmp_path, monkeypatch, clean_gin):
+  """`--gin_param "import my_module"` (or an `import` line in a gin file) registers an
+  encoder that lives outside cola_tf before the trainer builds it; the operative config
+  keeps the import, so a resume imports it again."""
+  import gin  # pylint: disable=import-outside-toplevel
+  from cola_tf.runtime import configuration  # pylint: disable=import-outside-toplevel
+  from cola_tf.runtime import training  # noqa: F401  pylint: disable=import-outside-toplevel
+  (tmp_path / "my_user_encoders.py").write_text(USER_MODULE)
+  monkeypatch.syspath_prepend(str(tmp_path))
+  try:
+    configuration.parse_gin(["tiny"], ["import my_user_encoders",
+                                       "build_encoder.name = 'user_net'"])
+    assert encoders.build_encoder(input_shape=(100, 64)).name == "user_net"
+    assert "import my_user_encoders" in gin.config_str()
+  finally:
+    encoders.ENCODERS.pop("user_net", None)

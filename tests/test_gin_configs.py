@@ -149,3 +149,18 @@ def test_the_shipped_variant_sets_what_it_names(clean_gin):
   model = model_lib.ColaModel(encoder=encoders.build_encoder(input_shape=(100, 64)))
   assert model.similarity == "cosine" and model.temperature == pytest.approx(0.1)
   assert model.encoder.output_shape[-1] == 2 * 192  # small_cnn's 192 channels, mean and std
+
+
+def test_benchmark_tables_come_from_the_registry_and_the_shipped_configs():
+  """The benchmarks state no encoder list of their own: which config runs an encoder is
+  read from the shipped gin files, which encoders and variants they time from the registry."""
+  from cola_tf.benchmarks import __main__ as benchmarks  # pylint: disable=import-outside-toplevel
+  assert configuration.config_of_encoder("small_cnn") == "tiny.gin"
+  assert configuration.config_of_encoder("efficientnet_b0") == "efficientnet_b0.gin"
+  assert configuration.config_of_encoder("convnext_large") == "convnext_large.gin"
+  assert configuration.config_of_encoder("convnext_atto") is None
+  rows = benchmarks.default_configs()
+  assert {r[0] for r in rows} == {"small_cnn", "efficientnet_b0", "convnext_tiny"}
+  assert ("convnext_tiny", "mixed_bfloat16", False, "float32_blocks") in rows
+  assert ("convnext_tiny", "float32", False, "grouped") in rows
+  assert ("efficientnet_b0", "float32", True, None) in rows

@@ -21,18 +21,17 @@ import time
 
 from cola_tf import SAMPLE_RATE
 
-CONFIGS = [  # (encoder, precision, jit, variant: None, a depthwise_impl or 'float32_blocks')
-    ("small_cnn", "float32", False, None),
-    ("small_cnn", "mixed_bfloat16", False, None),
-    ("small_cnn", "float32", True, None),
-    ("efficientnet_b0", "float32", False, None),
-    ("efficientnet_b0", "mixed_bfloat16", False, None),
-    ("efficientnet_b0", "float32", True, None),
-    ("convnext_tiny", "float32", False, "depthwise"),
-    ("convnext_tiny", "mixed_bfloat16", False, "depthwise"),
-    ("convnext_tiny", "mixed_bfloat16", False, "float32_blocks"),  # audax's precision scope
-    ("convnext_tiny", "float32", False, "grouped"),
-]
+def default_configs():
+  """(encoder, precision, jit, variant) rows of the train-step table: float32, bf16 and
+  float32 with XLA for every encoder the registry marks `benchmarked`, then its variants."""
+  from cola_tf.encoders import ENCODERS  # pylint: disable=import-outside-toplevel
+  rows = []
+  for name, entry in ENCODERS.items():
+    if entry.benchmarked:
+      rows += [(name, "float32", False, None), (name, "mixed_bfloat16", False, None),
+               (name, "float32", True, None)]
+      rows += [(name, v["precision"], False, label) for label, v in entry.variants.items()]
+  return rows
 
 
 SECTIONS = ("train", "fixed", "hear", "pipeline")
@@ -90,9 +89,9 @@ def fixed_point(steps, repeats):
 
 
 def _train_configs(encoders, parser):
-  """CONFIGS, or float32 and bf16 rows for each of `encoders` (comma-separated names)."""
+  """The default rows, or float32 and bf16 rows for each of `encoders` (comma-separated)."""
   if not encoders:
-    return CONFIGS
+    return default_configs()
   from cola_tf.encoders import ENCODERS  # pylint: disable=import-outside-toplevel
   unknown = sorted(set(encoders.split(",")) - set(ENCODERS))
   if unknown:
@@ -103,20 +102,17 @@ def _train_configs(encoders, parser):
 
 def _train_row(config, common, peak, train_rates):
   """Runs one train-step configuration and prints its row (float32 rates kept)."""
-  encoder, precision, jit, impl = config
+  encoder, precision, jit, variant = config
   args = ["--encoder", encoder, "--precision", precision] + common
   args += ["--jit"] if jit else []
-  if impl == "float32_blocks":
-    args += ["--float32_blocks"]
-  elif impl:
-    args += ["--depthwise_impl", impl]
+  args += ["--variant", variant] if variant else []
   r = _train_step(args)
-  name = encoder + (f" ({impl})" if impl else "")
+  name = encoder + (f" ({variant})" if variant else "")
   if "error" in r:
     print(f"{name:28s} {precision:15s} {'on' if jit else 'off':4s} failed: {r['error']}",
           flush=True)
     return
-  if precision == "float32" and not jit and impl != "grouped":
+  if precision == "float32" and not jit and not variant:
     train_rates[encoder] = r["train_pairs_per_s"]
   print(f"{name:28s} {precision:15s} {'on' if jit else 'off':4s} "
         f"{r['train_pairs_per_s']:13.1f} {r['embed_clips_per_s']:13.1f} "
@@ -149,7 +145,7 @@ def main(argv=None):
   train_rates = {}
   configs = configs if "train" in sections else []
   if "pipeline" in sections and not configs:  # the ratio needs the float32 steps
-    configs = [c for c in CONFIGS if c[1] == "float32" and not c[2] and c[3] != "grouped"]
+    configs = [c for c in default_configs() if c[1] == "float32" and not c[2] and not c[3]]
   if configs:
     print(f"{'encoder':28s} {'precision':15s} {'XLA':4s} {'train pairs/s':>13s} "
           f"{'embed clips/s':>13s} {'GFLOPs/clip':>11s} {'% of peak':>9s}", flush=True)

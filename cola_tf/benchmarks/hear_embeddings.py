@@ -28,10 +28,6 @@ import time
 from cola_tf import SAMPLE_RATE
 from cola_tf.export import metadata as export_metadata
 
-# Encoders with a shipped config of their own; any other registered encoder is benchmarked
-# with tiny.gin's settings and build_encoder.name set to it.
-CONFIGS = {"small_cnn": "tiny.gin", "efficientnet_b0": "efficientnet_b0.gin",
-           "convnext_tiny": "convnext_tiny.gin"}
 
 
 def export_random_init(encoder, folder, seed=0):
@@ -43,8 +39,10 @@ def export_random_init(encoder, folder, seed=0):
   os.makedirs(model_dir)
   # export reads a model_dir's operative config: the shipped config, includes resolved.
   gin.clear_config()
-  configuration.parse_gin([CONFIGS.get(encoder, "tiny.gin")],
-                          [] if encoder in CONFIGS else [f"build_encoder.name = '{encoder}'"])
+  # The shipped config that selects this encoder; for any other, tiny.gin's settings.
+  shipped = configuration.config_of_encoder(encoder)
+  configuration.parse_gin([shipped or "tiny.gin"],
+                          [] if shipped else [f"build_encoder.name = '{encoder}'"])
   with open(os.path.join(model_dir, configuration.OPERATIVE_CONFIG), "w") as f:
     f.write(gin.config_str())
   gin.clear_config()
@@ -167,15 +165,17 @@ def main(argv=None):
   p.add_argument("--seconds", type=float, default=20.0, help="length of each clip")
   p.add_argument("--clips", type=int, default=1, help="clips per call")
   p.add_argument("--repeats", type=int, default=3)
-  p.add_argument("--encoders", default=",".join(CONFIGS),
-                 help="comma-separated registered encoders (cola_tf.encoders.ENCODERS)")
+  p.add_argument("--encoders", default=None,
+                 help="comma-separated registered encoders (cola_tf.encoders.ENCODERS; "
+                      "default: those the registry marks benchmarked)")
   p.add_argument("--memory_minutes", type=float, default=20.0,
                  help="also measure peak memory embedding one clip this long (the HEAR "
                       "rules' longest: 20), in a fresh process each; 0: skip")
   p.add_argument("--json", action="store_true", help="also print one JSON line per encoder")
   a = p.parse_args(argv)
-  encoders = a.encoders.split(",")
   from cola_tf.encoders import ENCODERS  # pylint: disable=import-outside-toplevel
+  encoders = (a.encoders.split(",") if a.encoders
+              else [name for name, entry in ENCODERS.items() if entry.benchmarked])
   unknown = sorted(set(encoders) - set(ENCODERS))
   if unknown:
     p.error(f"--encoders: unknown {unknown}; choose from {', '.join(ENCODERS)}")

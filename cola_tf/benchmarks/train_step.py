@@ -2,13 +2,16 @@ r"""COLA train-step and encoder throughput for one encoder / precision / XLA set
 
   python -m cola_tf.benchmarks.train_step --encoder efficientnet_b0 [--batch 32]
       [--precision float32|mixed_bfloat16] [--jit] [--frames 100] [--threads N]
-      [--float32_blocks] [--style audax|keras]
+      [--variant LABEL] [--style audax|keras]
 
 Times the real train step (encoder on anchors and positives, projection head, bilinear
 similarity, InfoNCE, AdamW update) on random log-mel input already in memory, so the input
 pipeline is excluded; prints pairs/s (median of --repeats timed loops of --steps steps after
 a warm-up), encoder-only inference clips/s, forward FLOPs per clip and achieved FLOP/s.
 `--threads N` sets TF's intra- and inter-op threads (must be set before TF starts).
+`--variant LABEL` builds one of the encoder's registered benchmark variants
+(`cola_tf.encoders.ENCODERS[name].variants`: ConvNeXt's `float32_blocks`, audax's precision
+scope, and `grouped`, keras.applications' grouped depthwise conv) at its precision.
 """
 import argparse
 import json
@@ -29,7 +32,7 @@ def forward_flops(encoder, input_shape):
 
 
 def run(encoder_name, batch=32, precision="float32", jit=False, frames=100, steps=5, repeats=3,
-        depthwise_impl=None, float32_blocks=False, style=None):
+        variant=None, style=None):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   import tf_keras  # pylint: disable=import-outside-toplevel
   from cola_tf import encoders  # pylint: disable=import-outside-toplevel
@@ -37,10 +40,10 @@ def run(encoder_name, batch=32, precision="float32", jit=False, frames=100, step
   from cola_tf.runtime import optimization  # pylint: disable=import-outside-toplevel
   from cola_tf.runtime import trainer as trainer_lib  # pylint: disable=import-outside-toplevel
 
+  kwargs = dict(encoders.ENCODERS[encoder_name].variants[variant]) if variant else {}
+  precision = kwargs.pop("precision", precision)
   tf_keras.mixed_precision.set_global_policy(precision)
   shape = (frames, 64)
-  kwargs = {"depthwise_impl": depthwise_impl} if depthwise_impl else {}
-  kwargs.update({"float32_blocks": True} if float32_blocks else {})
   kwargs.update({"style": style} if style else {})
   encoder = encoders.build_encoder(encoder_name, input_shape=shape, **kwargs)
   model = model_lib.ColaModel(encoder=encoder).build_for(shape)
@@ -79,9 +82,8 @@ def run(encoder_name, batch=32, precision="float32", jit=False, frames=100, step
   flops = forward_flops(encoders.build_encoder(encoder_name, input_shape=shape, **kwargs), shape)
   # A train step runs the forward on 2 crops per pair and a backward of ~2x the forward.
   achieved = pairs * 2 * 3 * flops
-  variant = ", ".join(v for v in (depthwise_impl, float32_blocks and "float32 blocks",
-                                   style and f"{style} style") if v)
-  return {"encoder": encoder_name + (f" ({variant})" if variant else ""),
+  label = ", ".join(v for v in (variant, style and f"{style} style") if v)
+  return {"encoder": encoder_name + (f" ({label})" if label else ""),
           "batch": batch, "precision": precision, "jit": jit, "frames": frames,
           "train_pairs_per_s": pairs, "embed_clips_per_s": clips,
           "forward_gflops_per_clip": flops / 1e9, "train_gflops_per_s": achieved / 1e9}
@@ -156,9 +158,8 @@ def main(argv=None):
   p.add_argument("--frames", type=int, default=100)
   p.add_argument("--steps", type=int, default=5)
   p.add_argument("--repeats", type=int, default=3)
-  p.add_argument("--depthwise_impl", default=None, choices=["depthwise", "grouped"])
-  p.add_argument("--float32_blocks", action="store_true",
-                 help="ConvNeXt: blocks in float32 under a mixed policy (audax's scope)")
+  p.add_argument("--variant", default=None,
+                 help="one of the encoder's registered benchmark variants (its precision too)")
   p.add_argument("--style", default=None, choices=["audax", "keras"],
                  help="EfficientNet / ConvNeXt initialisers and layout (default: audax)")
   p.add_argument("--threads", type=int, default=0, help="intra = inter-op threads (0: TF's)")
@@ -176,7 +177,7 @@ def main(argv=None):
                                                              a.steps, a.repeats)}
   else:
     result = run(a.encoder, a.batch, a.precision, a.jit, a.frames, a.steps, a.repeats,
-                 a.depthwise_impl, a.float32_blocks, a.style)
+                 a.variant, a.style)
   result["threads"] = a.threads
   print(json.dumps(result) if a.json else result, flush=True)
 

@@ -1,18 +1,9 @@
-"""Where clips come from. Every source yields encoded clips as (bytes, name, format) for the
-pipeline, sharded per input pipeline (one per host) so each host reads only its own part.
-
-* `FolderSource`: every audio file under a folder, recursively, filtered by extension.
-* `ManifestSource`: a CSV manifest (audax style): a `files` column, optional `labels`;
-  paths absolute or relative to the manifest.
-* `SpeechCommandsSource`: a Speech Commands v0.02 tree; splits from its list files.
-* `TFRecordSource` (`tfrecord_source`): TFRecord shards of encoded audio (see
-  `make_tfrecords`).
-* `TFDSSource` (`tfds_source`): a TFDS audio dataset already prepared in a local data_dir
-  (no download unless `download=True`).
-
-Every source is a `Source` (the interface, below) and registered in `SOURCES` by
-`register_source` (with `data.synthetic.SyntheticSource`, the embedded corpus): the
-trainer, `make_tfrecords` and the tests take any registered source.
+"""Where clips come from: the source registry (`SOURCES`, `register_source`; listed once, in
+docs/architecture.md), the `Source` interface, and the file-list sources (folders, CSV
+manifests, Speech Commands trees). Every source yields clips sharded per input pipeline (one
+per host), so each host reads only its own part; `tfrecord_source`, `tfds_source` and
+`synthetic` define the others, and importing `cola_tf.data` registers them all. The trainer,
+`make_tfrecords` and the tests take any registered source.
 """
 import csv
 import os

@@ -3,14 +3,10 @@ their index.json, and counting records when there is none."""
 import json
 import os
 import sys
-import time
-from concurrent import futures
 
 import gin
-import numpy as np
 import tensorflow as tf
 
-from cola_tf import logs
 from cola_tf.data import audio as audio_lib
 from cola_tf.data import tfrecord_format
 from cola_tf.data.sources import Source
@@ -170,30 +166,3 @@ def _records_of(shard, expected, compression):
 
   return marked.scan(tf.constant(0, tf.int64), count).filter(
       lambda record, end: tf.logical_not(end)).map(lambda record, end: record)
-
-
-def count_records(shards, compression, parallel=32):
-  """Records per shard, counted in parallel with a progress line; a truncated or corrupt
-  shard counts its readable records and is named."""
-  def count(shard):
-    ds = tf.data.TFRecordDataset(shard, compression_type=compression)
-    try:
-      return int(ds.reduce(np.int64(0), lambda n, _: n + 1))
-    except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as e:
-      n = int(ds.ignore_errors().reduce(np.int64(0), lambda n, _: n + 1))
-      audio_lib.BAD_FILES.report(shard, f"truncated or corrupt after {n} records: the rest is "
-                                        f"skipped ({type(e).__name__})")
-      return n
-
-  counts, started, last = {}, time.time(), time.time()
-  logs.log(f"counting the records of {len(shards)} TFRecord shard(s) (no "
-           f"{tfrecord_format.INDEX}; pass TFRecordSource.num_records to skip this)")
-  with futures.ThreadPoolExecutor(max(1, min(parallel, len(shards)))) as pool:
-    jobs = {pool.submit(count, s): s for s in shards}
-    for job in futures.as_completed(jobs):
-      counts[jobs[job]] = job.result()
-      if time.time() - last > 10 or len(counts) == len(shards):
-        last = time.time()
-        logs.log(f"counted {len(counts)}/{len(shards)} shards: "
-                 f"{sum(counts.values())} records, {last - started:.0f}s")
-  return [counts[s] for s in shards]

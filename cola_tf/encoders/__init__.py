@@ -29,21 +29,26 @@ from cola_tf.encoders.layers import split_at_pool  # noqa: F401
 class EncoderEntry:
   """A registered encoder: `builder(input_shape, pooling=..., drop_path_rate=..., **options)`
   returns a tf_keras.Model named as its registry key; `small` holds options that build a
-  small version of it (the tests build every entry so)."""
+  small version of it (the tests build every entry so). `benchmarked`: in the benchmarks'
+  default tables (float32, bf16 and XLA rows); `variants`: further named rows of the
+  train-step table, {label: {"precision": ..., **builder options}}."""
   builder: Callable
   small: dict
   module: str
+  benchmarked: bool = False
+  variants: dict = dataclasses.field(default_factory=dict)
 
 
 ENCODERS = {}  # name -> EncoderEntry: the one list of encoders
 
 
-def register_encoder(name, builder, small=None):
+def register_encoder(name, builder, small=None, benchmarked=False, variants=None):
   """Adds an encoder to the registry (see EncoderEntry); names are unique."""
   if name in ENCODERS:
     raise ValueError(f"register_encoder: {name!r} is registered already")
   ENCODERS[name] = EncoderEntry(builder, dict(small or {}),
-                                getattr(builder, "__module__", None) or __name__)
+                                getattr(builder, "__module__", None) or __name__,
+                                benchmarked, dict(variants or {}))
 
 
 def _variant(builder, variant):
@@ -52,13 +57,15 @@ def _variant(builder, variant):
   return built
 
 
-register_encoder("small_cnn", small_cnn.small_cnn, small={"channels": (4, 8)})
+register_encoder("small_cnn", small_cnn.small_cnn, small={"channels": (4, 8)}, benchmarked=True)
 for _name in efficientnet.VARIANTS:
   register_encoder(_name, _variant(efficientnet.efficientnet, _name),
-                   small={"blocks_args": [dict(b) for b in efficientnet.SMALL_EFFICIENTNET_BLOCKS]})
+                   small={"blocks_args": [dict(b) for b in efficientnet.SMALL_EFFICIENTNET_BLOCKS]},
+                   benchmarked=_name == "efficientnet_b0")
 for _name in convnext.CONVNEXT_CONFIGS:
   register_encoder(_name, _variant(convnext.convnext, _name),
-                   small={"depths": (1, 1, 1, 1), "dims": (8, 16, 24, 32)})
+                   small={"depths": (1, 1, 1, 1), "dims": (8, 16, 24, 32)},
+                   benchmarked=_name == "convnext_tiny", variants=convnext.BENCHMARK_VARIANTS)
 
 
 @gin.configurable(denylist=["input_shape"])

@@ -43,6 +43,11 @@ CONVNEXT_CONFIGS = {
     "convnext_xlarge": ([3, 3, 27, 3], [256, 512, 1024, 2048]),
 }
 DEPTHWISE_IMPLS = ("depthwise", "grouped")
+# The benchmark's extra train-step rows: audax's precision scope, and the slow grouped conv.
+BENCHMARK_VARIANTS = {
+    "float32_blocks": {"precision": "mixed_bfloat16", "float32_blocks": True},
+    "grouped": {"precision": "float32", "depthwise_impl": "grouped"},
+}
 
 
 def _convnext_layer_kwargs(style):

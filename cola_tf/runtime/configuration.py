@@ -14,6 +14,7 @@ name is looked up among the shipped configs). `include` lines find shipped confi
 import glob
 import logging
 import os
+import re
 
 import gin
 import tensorflow as tf
@@ -51,6 +52,18 @@ def packaged_configs():
   paths = sorted(glob.glob(os.path.join(PACKAGED_GIN, "*.gin"))
                  + glob.glob(os.path.join(PACKAGED_GIN, "*", "*.gin")))
   return {os.path.basename(p): p for p in paths}
+
+
+def config_of_encoder(encoder):
+  """The name of the shipped config that selects `encoder` (`build_encoder.name`), or None;
+  the shipped files are the one statement of which config runs which encoder."""
+  pattern = re.compile(r"^build_encoder\.name\s*=\s*['\"]" + re.escape(encoder) + r"['\"]",
+                       re.MULTILINE)
+  for name, path in packaged_configs().items():
+    with open(path) as f:
+      if pattern.search(f.read()):
+        return name
+  return None
 
 
 def resolve_gin_file(name):
