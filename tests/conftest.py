@@ -1,4 +1,5 @@
 """Test set-up: two logical CPU devices (for MirroredStrategy tests) and a private cache."""
+import json
 import os
 import shutil
 import subprocess
@@ -38,22 +39,46 @@ def graph_ops(ds):
   return ops
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
-  """(model_dir, export_dir) of a quick tiny.gin run through the CLI, which exports at its
-  end. Shared by the export, HEAR and adapter tests: treat it as read-only."""
-  model_dir = str(tmp_path_factory.mktemp("tiny_run") / "run")
-  args = [sys.executable, "-m", "cola_tf.train", "--gin_file",
-          "tiny", "--model_dir", model_dir]
-  for p in ("SyntheticSource.num_clips = 64", "train.global_batch_size = 16",
-            "train.total_steps = 6", "build_adamw.warmup_steps = 2", "train.steps_per_loop = 3",
-            "train.evaluation = None"):
-    args += ["--gin_param", p]
-  proc = subprocess.run(args, cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
-                        timeout=600)
+def shared_once(tmp_path_factory, name, make):
+  """`make(folder)`'s JSON-able result, computed once per test session, also across
+  pytest-xdist workers (the first to ask makes it under a file lock; the others read it):
+  the session's expensive fixtures (a training run and its export) are shared, read-only."""
+  import filelock  # pylint: disable=import-outside-toplevel
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    root = root.parent  # the folder every worker's basetemp shares
+  folder, done = root / name, root / f"{name}.json"
+  with filelock.FileLock(str(root / f"{name}.lock")):
+    if not done.exists():
+      folder.mkdir(exist_ok=True)
+      result = make(str(folder))
+      done.write_text(json.dumps(result))
+  return json.loads(done.read_text())
+
+
+def _readme_command(folder):
+  """README command 1 (tiny.gin: 200 steps, online evaluation, export at the end)."""
+  model_dir = os.path.join(folder, "tiny")
+  proc = subprocess.run([sys.executable, "-m", "cola_tf.train", "--gin_file", "gin/tiny.gin",
+                         "--model_dir", model_dir], cwd=REPO, env=subprocess_env(),
+                        capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-  assert "exported the frozen encoder (192-d, step 6)" in proc.stdout
-  return model_dir, os.path.join(model_dir, "export")
+  return {"model_dir": model_dir, "export": os.path.join(model_dir, "export"),
+          "stdout": proc.stdout, "stderr": proc.stderr}
+
+
+@pytest.fixture(scope="session")
+def readme_run(tmp_path_factory):
+  """README command 1 as users run it, once a session: {model_dir, export, stdout, stderr}.
+  tests/test_train.py checks the run; the export, HEAR and suite tests use its export (and
+  model_dir) read-only."""
+  return shared_once(tmp_path_factory, "readme_run", _readme_command)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(readme_run):
+  """(model_dir, export_dir) of the shared README run."""
+  return readme_run["model_dir"], readme_run["export"]
 
 
 def subprocess_env():

@@ -42,21 +42,20 @@ def _cli(model_dir, *params):
   return args
 
 
-def test_tiny_gin_end_to_end_learns(tmp_path):
-  """README command 1 as users run it; its contrastive accuracy ends far above chance."""
-  model_dir = str(tmp_path / "tiny")
-  proc = subprocess.run(_cli(model_dir), cwd=REPO, env=subprocess_env(), capture_output=True,
-                        text=True, timeout=900)
-  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+def test_tiny_gin_end_to_end_learns(readme_run):
+  """README command 1 as users run it (the session's shared run: conftest.readme_run); its
+  contrastive accuracy ends far above chance."""
+  model_dir = readme_run["model_dir"]
+  stdout, stderr = readme_run["stdout"], readme_run["stderr"]
   done = re.search(r"done at step 200: loss ([\d.]+), contrastive accuracy ([\d.]+) "
-                   r"\(chance ([\d.]+)\)", proc.stdout)
-  assert done, proc.stdout[-2000:]
+                   r"\(chance ([\d.]+)\)", stdout)
+  assert done, stdout[-2000:]
   accuracy, chance = float(done.group(2)), float(done.group(3))
   assert chance == pytest.approx(1 / 64, abs=1e-3)
-  assert accuracy > 0.4, proc.stdout[-2000:]
-  assert "failed call to cuInit" not in proc.stderr  # no GPU here: no CUDA noise either
+  assert accuracy > 0.4, stdout[-2000:]
+  assert "failed call to cuInit" not in stderr  # no GPU here: no CUDA noise either
   assert re.search(r"step 100/200 \(50%\) \| loss [\d.]+ \| acc [\d.]+ \| lr [\d.e+-]+ \| "
-                   r"[\d.]+ clips/s \| ETA \d+:\d\d:\d\d", proc.stdout)
+                   r"[\d.]+ clips/s \| ETA \d+:\d\d:\d\d", stdout)
   assert tf.train.latest_checkpoint(model_dir).endswith("ckpt-200")
   assert glob.glob(os.path.join(model_dir, "train", "events.out.tfevents.*"))
   operative = open(os.path.join(model_dir, "operative_config.gin")).read()
@@ -70,10 +69,10 @@ def test_tiny_gin_end_to_end_learns(tmp_path):
   assert {"loss", "contrastive_accuracy", "learning_rate", "clips_per_second"} <= tags
   # Online evaluation: at the start, every 50 steps, in the log, eval.csv and TensorBoard.
   evals = re.findall(r"eval at step (\d+) \([\d.]+ s\): kind kNN ([\d.]+) linear ([\d.]+) \| "
-                     r"identity kNN ([\d.]+) linear ([\d.]+)", proc.stdout)
-  assert [int(e[0]) for e in evals] == [0, 50, 100, 150, 200], proc.stdout[-3000:]
+                     r"identity kNN ([\d.]+) linear ([\d.]+)", stdout)
+  assert [int(e[0]) for e in evals] == [0, 50, 100, 150, 200], stdout[-3000:]
   assert re.search(r"step 200/200 .*\| eval kind [\d.]+/[\d.]+ identity [\d.]+/[\d.]+",
-                   proc.stdout)
+                   stdout)
   rows = evaluation.read_csv(model_dir)
   assert len(rows) == 5 * 4 and {r[1] for r in rows} == {"kind", "identity"}
   eval_tags = set()
@@ -81,7 +80,8 @@ def test_tiny_gin_end_to_end_learns(tmp_path):
     for event in tf.compat.v1.train.summary_iterator(path):
       eval_tags.update(v.tag for v in event.summary.value)
   assert eval_tags == {f"{t}/{m}" for t in ("kind", "identity") for m in ("knn_top1", "linear_top1")}
-  assert "online evaluation took" in proc.stdout
+  assert "online evaluation took" in stdout
+  assert "exported the frozen encoder (192-d, step 200)" in stdout
 
 
 def test_the_readmes_short_variant_just_runs(tmp_path):
