@@ -1,10 +1,11 @@
 """Test set-up: two logical CPU devices (for MirroredStrategy tests) and a private cache."""
-import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("COLA_TF_CACHE", tempfile.mkdtemp(prefix="cola_tf_test_cache-"))
@@ -39,40 +40,76 @@ def graph_ops(ds):
   return ops
 
 
-def shared_once(tmp_path_factory, name, make):
-  """`make(folder)`'s JSON-able result, computed once per test session, also across
-  pytest-xdist workers (the first to ask makes it under a file lock; the others read it):
-  the session's expensive fixtures (a training run and its export) are shared, read-only."""
+def _session_root(config):
+  """A folder of this test session shared by its pytest-xdist workers (the parent of their
+  basetemps), or the basetemp of a run without xdist."""
+  root = config._tmp_path_factory.getbasetemp()  # pylint: disable=protected-access
+  return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+
+
+def _readme_paths(config):
+  root = _session_root(config)
+  return {"root": root, "model_dir": str(root / "readme_run" / "tiny"),
+          "stdout": root / "readme_run.out", "stderr": root / "readme_run.err",
+          "code": root / "readme_run.code"}
+
+
+def _start_readme_run(config):
+  """Starts README command 1 in the background, once a session (the first worker to get the
+  lock starts it): the tests run while it trains, and those that need it wait."""
   import filelock  # pylint: disable=import-outside-toplevel
-  root = tmp_path_factory.getbasetemp()
-  if os.environ.get("PYTEST_XDIST_WORKER"):
-    root = root.parent  # the folder every worker's basetemp shares
-  folder, done = root / name, root / f"{name}.json"
-  with filelock.FileLock(str(root / f"{name}.lock")):
-    if not done.exists():
-      folder.mkdir(exist_ok=True)
-      result = make(str(folder))
-      done.write_text(json.dumps(result))
-  return json.loads(done.read_text())
+  paths = _readme_paths(config)
+  with filelock.FileLock(str(paths["root"] / "readme_run.lock")):
+    started = paths["root"] / "readme_run.started"
+    if started.exists():
+      return
+    argv = [sys.executable, "-m", "cola_tf.train", "--gin_file", "gin/tiny.gin", "--model_dir",
+            paths["model_dir"]]
+    # The exit code lands in a file of its own once the run is over, whichever worker waits.
+    script = (f"{shlex.join(argv)} > {shlex.quote(str(paths['stdout']))} "
+              f"2> {shlex.quote(str(paths['stderr']))}; echo $? > {shlex.quote(str(paths['code']))}.tmp"
+              f" && mv {shlex.quote(str(paths['code']))}.tmp {shlex.quote(str(paths['code']))}")
+    subprocess.Popen(["bash", "-c", script], cwd=REPO, env=subprocess_env(),
+                     start_new_session=True)
+    started.write_text(str(os.getpid()))
 
 
-def _readme_command(folder):
-  """README command 1 (tiny.gin: 200 steps, online evaluation, export at the end)."""
-  model_dir = os.path.join(folder, "tiny")
-  proc = subprocess.run([sys.executable, "-m", "cola_tf.train", "--gin_file", "gin/tiny.gin",
-                         "--model_dir", model_dir], cwd=REPO, env=subprocess_env(),
-                        capture_output=True, text=True, timeout=900)
-  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-  return {"model_dir": model_dir, "export": os.path.join(model_dir, "export"),
-          "stdout": proc.stdout, "stderr": proc.stderr}
+@pytest.hookimpl(trylast=True)  # after `-m` / `-k` have deselected what will not run
+def pytest_collection_modifyitems(config, items):
+  """Modules that take longest go first (pytest-xdist's --dist loadfile hands out whole
+  modules in this order, so the two workers end together), and the README run starts now if
+  a selected test needs it."""
+  items.sort(key=lambda item: _module_rank(item.nodeid))
+  if any({"readme_run", "tiny_run"} & set(item.fixturenames) for item in items):
+    _start_readme_run(config)
+
+
+# The longest modules (2 cores): they start first; the rest keep their order.
+LONGEST_MODULES = ("test_experiment_generated_speech.py", "test_hear_eval.py", "test_train.py",
+                   "test_run_control.py", "test_export_hear.py", "test_encoders.py")
+
+
+def _module_rank(nodeid):
+  module = os.path.basename(nodeid.split("::", 1)[0])
+  return LONGEST_MODULES.index(module) if module in LONGEST_MODULES else len(LONGEST_MODULES)
 
 
 @pytest.fixture(scope="session")
-def readme_run(tmp_path_factory):
-  """README command 1 as users run it, once a session: {model_dir, export, stdout, stderr}.
-  tests/test_train.py checks the run; the export, HEAR and suite tests use its export (and
-  model_dir) read-only."""
-  return shared_once(tmp_path_factory, "readme_run", _readme_command)
+def readme_run(pytestconfig):
+  """README command 1 as users run it (tiny.gin: 200 steps, online evaluation, export at
+  the end), once a session, started in the background when the tests are collected:
+  {model_dir, export, stdout, stderr}. tests/test_train.py checks the run; the export, HEAR
+  and suite tests use its export (and model_dir) read-only."""
+  paths = _readme_paths(pytestconfig)
+  _start_readme_run(pytestconfig)
+  deadline = time.time() + 900
+  while not paths["code"].exists():
+    assert time.time() < deadline, "README command 1 did not end in 15 minutes"
+    time.sleep(0.5)
+  stdout, stderr = paths["stdout"].read_text(), paths["stderr"].read_text()
+  assert paths["code"].read_text().strip() == "0", stdout[-3000:] + stderr[-3000:]
+  return {"model_dir": paths["model_dir"], "export": os.path.join(paths["model_dir"], "export"),
+          "stdout": stdout, "stderr": stderr}
 
 
 @pytest.fixture(scope="session")

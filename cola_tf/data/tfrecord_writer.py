@@ -196,17 +196,25 @@ def _worker_init():
 def _run_jobs(jobs, shards, workers):
   if not jobs:
     return
-  started = time.time()
   workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+  if workers == 1:  # here: a worker process would start TensorFlow again (~5 s) for nothing
+    _log_shards(map(write_shard, jobs), len(jobs), shards)
+    return
   ctx = multiprocessing.get_context("spawn")  # TF is not fork-safe
   with ctx.Pool(workers, initializer=_worker_init) as pool:
-    for done, (index, written, skipped) in enumerate(pool.imap_unordered(write_shard, jobs), 1):
-      elapsed = time.time() - started
-      eta = elapsed / done * (len(jobs) - done)
-      log(f"[{done}/{len(jobs)}] {tfrecord_format.shard_name(index, shards)}: {written} clips, "
-          f"{len(skipped)} skipped | {elapsed:.0f}s elapsed, ETA {eta:.0f}s")
-      for path, reason in skipped:
-        log(f"  skipped bad file {path}: {reason}")
+    _log_shards(pool.imap_unordered(write_shard, jobs), len(jobs), shards)
+
+
+def _log_shards(results, count, shards):
+  """A line per shard written (with the files it skipped) as `results` come in."""
+  started = time.time()
+  for done, (index, written, skipped) in enumerate(results, 1):
+    elapsed = time.time() - started
+    eta = elapsed / done * (count - done)
+    log(f"[{done}/{count}] {tfrecord_format.shard_name(index, shards)}: {written} clips, "
+        f"{len(skipped)} skipped | {elapsed:.0f}s elapsed, ETA {eta:.0f}s")
+    for path, reason in skipped:
+      log(f"  skipped bad file {path}: {reason}")
 
 
 def _write_index(out_dir, shards, identity):
