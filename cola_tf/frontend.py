@@ -29,6 +29,14 @@ MEL_FILTERBANKS = ("hz_triangles", "mel_triangles")
 L2_EPSILON = 1e-9  # both references: tf.math.l2_normalize(x, epsilon=1e-9)
 
 
+# Autograph converts every Python function a traced function calls, and repeats it for each
+# trace (an export traces a dozen): ~25 ms a call, ~5 s an export. The frontend's branches are
+# on its Python settings, not on tensors, so it runs as written (valid_mel_power, whose loop
+# is over a tensor, is converted).
+_plain = tf.autograph.experimental.do_not_convert
+
+
+@_plain
 def l2_normalize(waveform):
   """Unit L2 norm over the last axis; all-zero input stays zero."""
   return tf.math.l2_normalize(waveform, axis=-1, epsilon=L2_EPSILON)
@@ -127,6 +135,7 @@ class LogMelFrontend:
                 waveform_normalization=self.waveform_normalization, window=self.window,
                 padding=self.padding, mel_filterbank=self.mel_filterbank)
 
+  @_plain
   def reflect_samples(self):
     """Samples of reflect padding at each end of a model input (0 for 'end_zero')."""
     if self.padding == "fft_reflect":
@@ -135,6 +144,7 @@ class LogMelFrontend:
       return self.window_length // 2
     return 0
 
+  @_plain
   def num_frames(self, num_samples):
     if self.padding == "end_zero":
       return -(-int(num_samples) // self.hop_length)
@@ -149,12 +159,14 @@ class LogMelFrontend:
     del length
     return tf.constant(np.hanning(self.window_length), dtype=dtype)
 
+  @_plain
   def normalize_clip(self, waveform):
     """A whole clip [..., samples] before cropping or windowing ('l2_clip' only)."""
     if self.waveform_normalization == "l2_clip":
       return l2_normalize(waveform)
     return tf.convert_to_tensor(waveform, tf.float32)
 
+  @_plain
   def clip_input(self, audio, min_samples):
     """A whole clip [batch, samples] as one model input, as the export's `clip_embeddings`
     and the online evaluation take it: 'l2_clip' normalisation, then centred zero padding
@@ -163,17 +175,20 @@ class LogMelFrontend:
     missing = tf.maximum(int(min_samples) - tf.shape(audio)[-1], 0)
     return tf.pad(audio, [[0, 0], [missing // 2, missing - missing // 2]])
 
+  @_plain
   def normalize_window(self, waveform):
     """One model input [..., samples] ('l2_window' only)."""
     if self.waveform_normalization == "l2_window":
       return l2_normalize(waveform)
     return tf.convert_to_tensor(waveform, tf.float32)
 
+  @_plain
   def frame_offset(self):
     """Frame j of a model input starts at its sample j * hop_length + frame_offset() (a
     negative offset reaches into the reflect padding)."""
     return -self.reflect_samples()
 
+  @_plain
   def interior_frames(self, num_samples):
     """(lo, hi): frames lo..hi-1 of a model input of `num_samples` see only its own samples,
     none of the padding. Those frames of a window cut from a longer signal equal the frames
@@ -185,6 +200,7 @@ class LogMelFrontend:
              self.num_frames(num_samples))
     return lo, max(hi, lo)
 
+  @_plain
   def edge_pieces(self, num_samples):
     """(head_samples, tail_start): the edge frames of a model input x of `num_samples` are
     `edge_mel_power(x[..., :head_samples], x[..., tail_start:], num_samples)`. tail_start
@@ -204,6 +220,7 @@ class LogMelFrontend:
       return None
     return head, shift * hop
 
+  @_plain
   def edge_mel_power(self, head, tail, num_samples):
     """Linear mel power of the edge frames of model inputs of `num_samples` (see
     `edge_pieces`): ([..., lo, mels] from `head`, [..., frames - hi, mels] from `tail`)."""
@@ -214,6 +231,7 @@ class LogMelFrontend:
       return tail[..., :0, :], tail
     return self.mel_power(head)[..., :lo, :], tail
 
+  @_plain
   def mel_power(self, waveform, padding=None):
     """[..., samples] float32 -> linear mel power [..., frames, num_mel_bins] (no
     normalisation of any kind). `padding` is the frontend's own by default, or 'valid':
@@ -253,6 +271,7 @@ class LogMelFrontend:
       out = out.write(i, tf.transpose(self.mel_power(piece, padding="valid"), [1, 0, 2]))
     return tf.transpose(out.concat(), [1, 0, 2])
 
+  @_plain
   def block_sum_squares(self, signal, blocks):
     """[batch, blocks]: sums of squared samples of the hop-sized blocks of `signal` [batch,
     samples] (a window on the frame grid sums its blocks: the 'l2_window' factor)."""
@@ -261,6 +280,7 @@ class LogMelFrontend:
                                                self.hop_length])), axis=-1)
 
   @staticmethod
+  @_plain
   def sliding_windows(frames, context_frames):
     """(first, last) [frames] of each frame's context: the `context_frames` frames centred
     on it, moved inside 0..frames-1 near the ends (shorter only if frames are fewer)."""
@@ -268,16 +288,19 @@ class LogMelFrontend:
                              tf.maximum(frames - context_frames, 0))
     return first, tf.minimum(first + context_frames, frames)
 
+  @_plain
   def log_compress(self, mel_power):
     """log(max(mel power, log_floor))."""
     return tf.math.log(tf.maximum(mel_power, self.log_floor))
 
+  @_plain
   def log_mel(self, waveform):
     """[..., samples] float32 -> [..., frames, num_mel_bins] (no normalisation of any kind).
 
     Reflect padding needs more samples than it pads."""
     return self.log_compress(self.mel_power(waveform))
 
+  @_plain
   def window_power_scale(self, sum_squares):
     """What 'l2_window' multiplies a model input's (mel) power by, from the input's sum of
     squared samples: the square of tf.math.l2_normalize's factor (None for other modes)."""
@@ -286,6 +309,7 @@ class LogMelFrontend:
     scale = tf.math.rsqrt(tf.maximum(sum_squares, L2_EPSILON))
     return scale * scale
 
+  @_plain
   def features_from_mel_power(self, mel_power, sum_squares=None):
     """Model inputs from the linear mel power of un-normalised inputs [..., frames, mels]
     and their sums of squared samples [...]: the same numbers as `__call__` on the inputs
@@ -295,6 +319,7 @@ class LogMelFrontend:
       mel_power = mel_power * scale[..., None, None]
     return self.normalize(self.log_compress(mel_power))
 
+  @_plain
   def sliding_features(self, mel_power, context_sum_squares, context_frames):
     """Model-input features of every frame of a long signal, each frame normalised as the
     centre frame of a model input around it would be: a sliding form of the per-input
@@ -327,6 +352,7 @@ class LogMelFrontend:
     mean, std = tf.cast(mean, tf.float32), tf.cast(tf.sqrt(variance), tf.float32)
     return (log_mel - mean) / (std + 1e-7)
 
+  @_plain
   def normalize(self, log_mel):
     """Per-input standardisation of [..., frames, mels] (a no-op for 'none')."""
     if self.normalization == "none":
@@ -334,6 +360,7 @@ class LogMelFrontend:
     mean, var = tf.nn.moments(log_mel, axes=[-2, -1], keepdims=True)
     return (log_mel - mean) / (tf.sqrt(var) + 1e-7)
 
+  @_plain
   def __call__(self, waveform, noise=None):
     """Model inputs [..., samples] -> [..., frames, mels]. `noise` (training's positives
     only) is added to the normalised waveform, as both references do."""

@@ -76,17 +76,20 @@ def _start_readme_run(config):
 
 @pytest.hookimpl(trylast=True)  # after `-m` / `-k` have deselected what will not run
 def pytest_collection_modifyitems(config, items):
-  """Modules that take longest go first (pytest-xdist's --dist loadfile hands out whole
-  modules in this order, so the two workers end together), and the README run starts now if
-  a selected test needs it."""
+  """Modules that take longest go first (pytest-xdist's --dist worksteal gives each worker
+  a contiguous half of this order and lets an idle one take tests from the other's tail, so
+  the long ones start at once and the workers end together), and the README run starts now
+  if a selected test needs it."""
   items.sort(key=lambda item: _module_rank(item.nodeid))
   if any({"readme_run", "tiny_run"} & set(item.fixturenames) for item in items):
     _start_readme_run(config)
 
 
-# The longest modules (2 cores): they start first; the rest keep their order.
-LONGEST_MODULES = ("test_experiment_generated_speech.py", "test_hear_eval.py", "test_train.py",
-                   "test_run_control.py", "test_export_hear.py", "test_encoders.py")
+# The longest modules (2 cores): they start first, those needing the README run (which trains
+# meanwhile) after the others; the rest keep their order.
+LONGEST_MODULES = ("test_experiment_generated_speech.py", "test_run_control.py",
+                   "test_train.py", "test_hear_eval.py", "test_export_hear.py",
+                   "test_encoders.py")
 
 
 def _module_rank(nodeid):

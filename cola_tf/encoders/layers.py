@@ -38,6 +38,7 @@ class DropPath(layers.Layer):
       raise ValueError(f"DropPath rate must be in [0, 1), got {rate}")
     self.rate = float(rate)
 
+  @tf.autograph.experimental.do_not_convert  # `training` is a Python bool: no conversion
   def call(self, x, training=None):
     if not training or self.rate == 0.0:
       return x

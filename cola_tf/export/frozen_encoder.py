@@ -75,7 +75,10 @@ class FrozenEncoder(tf.Module):
 
   def __init__(self, frontend, encoder, window_samples, chunk_windows=256):
     super().__init__(name="cola_frozen_encoder")
-    self.encoder = encoder
+    # Not tracked: the SavedModel keeps the traced functions and the variables they capture,
+    # without the Keras objects (saving those traced every layer's call again: ~2x the time).
+    object.__setattr__(self, "encoder", encoder)
+    self.encoder_variables = list(encoder.variables)
     self._frontend = frontend
     self.window_samples = int(window_samples)
     self.embedding_size = int(encoder.output_shape[-1])
