@@ -8,6 +8,12 @@ import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+  # Two workers on two cores: one thread per op in each process (and in what it starts),
+  # or idle OpenMP / Eigen threads spin against the other worker's (a torch test ran 14x
+  # slower beside heareval). TensorFlow's inter-op pool stays: collectives need it.
+  for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+    os.environ.setdefault(_name, "1")
 os.environ.setdefault("COLA_TF_CACHE", tempfile.mkdtemp(prefix="cola_tf_test_cache-"))
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
