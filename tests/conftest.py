@@ -9,10 +9,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if os.environ.get("PYTEST_XDIST_WORKER"):
-  # Two workers on two cores: one thread per op in each process (and in what it starts),
-  # or idle OpenMP / Eigen threads spin against the other worker's (a torch test ran 14x
-  # slower beside heareval). TensorFlow's inter-op pool stays: collectives need it.
-  for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+  # Two workers on two cores: torch's OpenMP threads (in-process and in heareval's runners)
+  # spin against the other worker's processes (a torch test ran 14x slower beside heareval).
+  # TensorFlow keeps its thread pools: limited to one thread, its tests ran 2-5x slower.
+  for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 os.environ.setdefault("COLA_TF_CACHE", tempfile.mkdtemp(prefix="cola_tf_test_cache-"))
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,15 +80,25 @@ def _start_readme_run(config):
     started.write_text(str(os.getpid()))
 
 
-@pytest.hookimpl(trylast=True)  # after `-m` / `-k` have deselected what will not run
 def pytest_collection_modifyitems(config, items):
-  """Modules that take longest go first (pytest-xdist's --dist worksteal gives each worker
-  a contiguous half of this order and lets an idle one take tests from the other's tail, so
-  the long ones start at once and the workers end together), and the README run starts now
-  if a selected test needs it."""
+  """Tests that read the README run are end to end: marked slow (before `-m` deselects).
+  Modules that take longest go first (pytest-xdist's --dist worksteal gives each worker a
+  contiguous half of this order and lets an idle one take tests from the other's tail, so
+  the long ones start at once and the workers end together)."""
+  for item in items:
+    if _needs_readme_run(item):
+      item.add_marker(pytest.mark.slow)
   items.sort(key=lambda item: _module_rank(item.nodeid))
-  if any({"readme_run", "tiny_run"} & set(item.fixturenames) for item in items):
-    _start_readme_run(config)
+
+
+def pytest_collection_finish(session):
+  """The README run starts now (in the background) if a selected test needs it."""
+  if any(_needs_readme_run(item) for item in session.items):
+    _start_readme_run(session.config)
+
+
+def _needs_readme_run(item):
+  return bool({"readme_run", "tiny_run"} & set(getattr(item, "fixturenames", ())))
 
 
 # The longest modules (2 cores): they start first, those needing the README run (which trains

@@ -124,6 +124,7 @@ def test_bad_files_are_skipped_counted_and_named(tmp_path):
   assert "skipped 6 bad audio file(s)" in audio.BAD_FILES.summary()
 
 
+@pytest.mark.slow  # a process of its own
 def test_training_on_a_corpus_with_bad_files_completes(tmp_path):
   root = str(tmp_path / "bad")
   bad = _bad_corpus(root)
@@ -222,6 +223,7 @@ def test_speech_commands_splits_follow_the_lists(tmp_path):
     sources.SpeechCommandsSource(str(tmp_path), "train")
 
 
+@pytest.mark.slow  # a process of its own
 def test_tfrecord_writer_reader_and_resume(tmp_path):
   lengths = _write_corpus(str(tmp_path / "audio"), n=8)
   bad = tmp_path / "audio" / "broken.flac"
@@ -328,6 +330,7 @@ def test_pretrains_from_every_registered_source(name, tmp_path, clean_gin):
   assert isinstance(result["strategy"], tf.distribute.Strategy) and issubclass(source, sources.Source)
 
 
+@pytest.mark.slow  # a process of its own
 def test_make_tfrecords_from_a_gin_configured_source(tmp_path):
   """The source the trainer would read (here tiny.gin's SyntheticSource) written to shards
   by the CLI; a source that is not file-based is refused with one line."""
@@ -350,6 +353,7 @@ def test_make_tfrecords_from_a_gin_configured_source(tmp_path):
       refused.stdout + refused.stderr)
 
 
+@pytest.mark.slow  # a process of its own
 def test_tf_data_service_runs_the_pipeline_without_python_in_the_graph(tmp_path):
   root = tmp_path / "wavs"
   root.mkdir()

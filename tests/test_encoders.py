@@ -30,12 +30,26 @@ encoders.register_encoder("throwaway_test_encoder", throwaway_encoder, small={"w
 REGISTERED = list(encoders.ENCODERS)
 
 
+def _one_per_builder():
+  """The first registered name of each builder function (EfficientNet B0..B7 share one)."""
+  seen = {}
+  for name, entry in encoders.ENCODERS.items():
+    seen.setdefault(getattr(entry.builder, "func", entry.builder), name)
+  return list(seen.values())
+
+
+def _slow_unless(names, keep):
+  """`names` as parameters, slow-marked unless in `keep`: the edit loop (`-m "not slow"`)
+  builds each builder's first registered variant, CI every variant."""
+  return [n if n in keep else pytest.param(n, marks=pytest.mark.slow) for n in names]
+
+
 def _small(name, **kwargs):
   return encoders.build_encoder(name, input_shape=(100, 64), **encoders.ENCODERS[name].small,
                                 **kwargs)
 
 
-@pytest.mark.parametrize("name", REGISTERED)
+@pytest.mark.parametrize("name", _slow_unless(REGISTERED, _one_per_builder()))
 def test_every_registered_encoder(name):
   """At a small width: named as its key; any number of frames (training crops, probe clips
   of either framing); DropPath present and drawn per replica; builds under mixed_bfloat16."""
@@ -60,15 +74,8 @@ def test_every_registered_encoder(name):
   assert np.isfinite(tf.cast(half(tf.ones([1, 100, 64])), tf.float32).numpy()).all()
 
 
-def _one_per_builder():
-  """The first registered name of each builder function (EfficientNet B0..B7 share one)."""
-  seen = {}
-  for name, entry in encoders.ENCODERS.items():
-    seen.setdefault(getattr(entry.builder, "func", entry.builder), name)
-  return list(seen.values())
-
-
-@pytest.mark.parametrize("name", _one_per_builder())
+@pytest.mark.parametrize("name", _slow_unless(_one_per_builder(),
+                                               ("small_cnn", "throwaway_test_encoder")))
 def test_every_encoder_builder_exports_and_embeds_through_hear_module(name, tmp_path):
   """The SavedModel export and hear_module, once per builder (its variants differ only in
   sizes, which the test above covers): scene and timestamp embeddings of the right size."""
@@ -132,6 +139,7 @@ def drop_path_applied_on_two_replicas(*names):
       assert not np.allclose(t.numpy(), t2.numpy()), name  # a fresh random drop each call
 
 
+@pytest.mark.slow  # a process of its own
 def test_drop_path_is_applied_in_the_encoder_inside_a_distributed_step():
   in_fresh_process("test_encoders", "drop_path_applied_on_two_replicas", "small_cnn",
                    "convnext_atto")  # ConvNeXt's blocks at the smallest size

@@ -109,6 +109,7 @@ def _encoder(strategy):
     return encoders.small_cnn.small_cnn((100, 64), channels=(4, 8), pooling="mean")
 
 
+@pytest.mark.slow  # a process of its own
 def test_two_replicas_give_the_numbers_of_one_and_the_step_has_no_python(small_set, tmp_path):
   in_fresh_process("test_evaluation", "one_and_two_replicas", small_set.root, str(tmp_path))
 

@@ -88,6 +88,7 @@ def test_experiment_ablations_parse_on_the_recipe_arm(path, clean_gin):
   configuration.parse_gin([os.path.join(EXPERIMENT, "recipe_arm.gin"), path], [], None)
 
 
+@pytest.mark.slow  # a process of its own
 def test_shipped_configs_by_name_from_any_directory(tmp_path):
   code = ("import official.modeling.optimization, cola_tf.runtime.training; "
           "from cola_tf.runtime import configuration as c; "
@@ -109,6 +110,7 @@ def test_shipped_configs_by_name_from_any_directory(tmp_path):
     configuration.resolve_gin_file("no_such_config")
 
 
+@pytest.mark.slow  # a process of its own
 def test_the_wheel_ships_every_gin_file(tmp_path):
   source = tmp_path / "src"  # a copy: building writes build/ and egg-info beside setup.py
   ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")

@@ -1,6 +1,8 @@
 """Install in parts: the core install (trainer, export, hear_module) needs no torch."""
 import os
 import subprocess
+
+import pytest
 import sys
 
 from conftest import REPO, subprocess_env
@@ -18,6 +20,7 @@ def test_core_requirements_do_not_reach_torch():
   assert {"torch", "pytorch-lightning"} <= install_sizes.closure(hear)
 
 
+@pytest.mark.slow  # a process of its own
 def test_core_modules_import_without_torch():
   code = ("import sys, hear_module, cola_tf.train, cola_tf.export.__main__, cola_tf.linear_probe; "
           "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'heareval')); "
@@ -27,6 +30,7 @@ def test_core_modules_import_without_torch():
   assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
 
 
+@pytest.mark.slow  # a process of its own
 def test_hear_module_imports_tensorflow_only():
   """...not Keras either: without TF_USE_LEGACY_KERAS (which cola_tf sets for its own
   processes, and makes TensorFlow itself load tf_keras), nothing imports tf_keras."""

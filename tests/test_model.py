@@ -118,6 +118,7 @@ def test_global_negatives_gather_positives_from_every_replica():
                                rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow  # a process of its own
 def test_a_step_embeds_anchors_and_positives_in_one_batch_with_per_replica_statistics():
   in_fresh_process("test_model", "one_batch_per_replica_statistics")
 
