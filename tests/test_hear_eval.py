@@ -132,6 +132,7 @@ def test_every_task_type_and_two_models_in_one_work_folder(exports, tasks, tmp_p
                "--grid-points", "1"])
   assert os.path.getmtime(done) == before
   assert "beeps_event: predictions done earlier" in out3
+  assert "hear-validator: passed earlier" in out3  # once per model id
   assert _scores(out3) == lines
 
 

@@ -126,6 +126,21 @@ class PredictionProgress:
     return f"{done} of {len(self.task_dirs)} tasks done{where}"
 
 
+def _validate_once(model, env, log_dir, work):
+  """hear-validator on the export, once per model id (its weights' digest is in the id): a
+  pass is kept as LOG_DIR/validator.passed, and a rerun skips it (remove that file to run
+  the validator again)."""
+  passed = os.path.join(log_dir, "validator.passed")
+  log_path = os.path.join(log_dir, "validator.log")
+  if os.path.exists(passed):
+    hear_tasks.log(f"hear-validator: passed earlier ({log_path})")
+    return
+  hear_process.run_logged([sys.executable, "-c", "from hearvalidator.validate import main; "
+                           "main()", MODULE, "--model", model], env, log_path,
+                          "hear-validator", cwd=work)
+  files.atomic_write(passed, model + "\n")
+
+
 def _harness(model, view, out, work, task, task_names, grid, grid_points, model_options):
   """hear-validator, heareval's embeddings and predictions runners, each logged to
   WORK/logs/MODEL_ID/STAGE.log with progress lines; returns the embedded task folders."""
@@ -133,9 +148,7 @@ def _harness(model, view, out, work, task, task_names, grid, grid_points, model_
   suffix = options_suffix(model_options)
   folder = MODULE + suffix
   log_dir = os.path.join(work, "logs", os.path.basename(out))
-  hear_process.run_logged([py, "-c", "from hearvalidator.validate import main; main()", MODULE,
-                           "--model", model], env, os.path.join(log_dir, "validator.log"),
-                          "hear-validator", cwd=work)
+  _validate_once(model, env, log_dir, work)
   hear_process.run_logged(
       [py, "-m", "heareval.embeddings.runner", MODULE, "--model", model, "--tasks-dir", view,
        "--embeddings-dir", out, "--task", task, "--model-options", json.dumps(model_options)],
