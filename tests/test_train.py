@@ -129,13 +129,19 @@ def test_resume_with_a_larger_budget_continues_with_saved_weights_and_state(tmp_
   assert tf.train.latest_checkpoint(model_dir).endswith("ckpt-30")
 
 
+def _latest_step(model_dir):
+  latest = tf.train.latest_checkpoint(model_dir)
+  return int(latest.rsplit("-", 1)[1]) if latest else -1
+
+
 def test_sigkill_mid_run_resumes_from_the_last_checkpoint(tmp_path):
   model_dir = str(tmp_path / "killed")
   params = FAST + ["train.total_steps = 60"]
   proc = subprocess.Popen(_cli(model_dir, *params), cwd=REPO, env=subprocess_env(),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  # Killed once the checkpoint list names ckpt-20 (its files appear before the list does).
   deadline = time.time() + 300
-  while time.time() < deadline and not glob.glob(os.path.join(model_dir, "ckpt-20.index")):
+  while time.time() < deadline and _latest_step(model_dir) < 20:
     assert proc.poll() is None, proc.stdout.read()[-3000:]
     time.sleep(0.2)
   proc.send_signal(signal.SIGKILL)
