@@ -44,6 +44,6 @@ setup(
         ],
         # Native FLAC/MP3/OGG ops; they fail to load on TF 2.20, so never required.
         "tfio": ["tensorflow-io==0.37.1"],
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "filelock>=3.12", "ruff>=0.6"],
     },
 )
