@@ -22,6 +22,7 @@ setup(
         "soundfile>=0.12",
         "absl-py>=1.0",
         "matplotlib>=3.7",  # linear-probe confusion matrix and experiment plots (PNG)
+        "msgpack>=1.0",  # audax (flax) checkpoints: cola_tf.import_audax, 1.7 MB, no jax
     ],
     extras_require={
         # The HEAR harness (heareval's runners, hear-validator) and the torch-suite adapters

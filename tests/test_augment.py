@@ -73,16 +73,64 @@ def test_spec_augment_masks_each_example_independently_with_narrow_bands():
   assert len(patterns) > 50
 
 
-def test_spec_augment_width_bound_and_rank_check():
-  x = np.zeros((200, 96, 64), np.float32) + np.arange(64, dtype=np.float32)
+def test_crop_offsets_are_drawn_from_zero_to_below_the_last_as_audax():
+  """audax's random_crop_signal: offset in [0, len - crop), the whole clip when it is one
+  crop long. A clip one sample longer than a crop therefore always starts at 0."""
+  crop = 160
+  longer = np.arange(crop + 1, dtype=np.float32)
+  for seed in range(20):
+    pair = augment.random_crop_pair(longer, crop, tf.constant([seed, 1]), "end_one_crop").numpy()
+    np.testing.assert_array_equal(pair, np.stack([longer[:crop]] * 2))
+  exact = np.arange(crop, dtype=np.float32)
+  np.testing.assert_array_equal(
+      augment.random_crop_pair(exact, crop, tf.constant([0, 1]), "end_one_crop").numpy(),
+      np.stack([exact] * 2))
+  starts = {int(augment.random_crop_pair(np.arange(crop + 3, dtype=np.float32), crop,
+                                         tf.constant([s, 2]), "end_one_crop").numpy()[0, 0])
+            for s in range(60)}
+  assert starts == {0, 1, 2}
+
+
+def _bands(draw, examples=2000, mels=64, width=10):
+  """(first masked bin, masked bins) of one frequency mask per example."""
+  x = np.zeros((examples, 8, mels), np.float32) + np.arange(1, mels + 1, dtype=np.float32)
   y = augment.spec_augment(x, tf.constant([3, 4]), num_time_masks=0, num_freq_masks=1,
-                           freq_mask_width=10).numpy()
-  widths = [(y[i] != x[i]).all(axis=0).sum() for i in range(200)]
+                           freq_mask_width=width, mask_draw=draw).numpy()
+  masked = (y != x).all(axis=1)
+  return [(int(np.argmax(m)) if m.any() else -1, int(m.sum())) for m in masked]
+
+
+def test_spec_augment_audax_draw_is_audax_formula():
+  """audax's SpecAugment (audax/transforms/spec_augment.py): one uniform u per mask gives
+  width u * F and start u * (size - width), cells start <= p < start + width. Every band
+  drawn must be one that formula makes for some u (computed here on a fine grid of u), and
+  width and start rise together, up to F = 10 cells."""
+  size, width = 64, 10
+  u = np.linspace(0.0, 1.0, 400001, endpoint=False)
+  start, stop = u * (size - u * width), u * (size - u * width) + u * width
+  first = np.ceil(start).astype(int)
+  count = np.ceil(stop).astype(int) - first
+  possible = {(f if c > 0 else -1, max(int(c), 0)) for f, c in zip(first, count)}
+  bands = _bands("audax", mels=size, width=width)
+  assert set(bands) <= possible
+  drawn = np.array([b for b in bands if b[1] > 0])
+  assert max(drawn[:, 1]) == width
+  assert np.corrcoef(drawn[:, 0], drawn[:, 1])[0, 1] > 0.9
+  independent = np.array([b for b in _bands("independent", mels=size, width=width) if b[1] > 0])
+  assert not set(map(tuple, independent)) <= possible  # the check can tell the two apart
+  assert abs(np.corrcoef(independent[:, 0], independent[:, 1])[0, 1]) < 0.3
+
+
+def test_spec_augment_independent_draw_width_bound_and_rank_check():
+  widths = [c for _, c in _bands("independent", examples=200)]
   assert max(widths) == 9 and min(widths) == 0
+  x = np.zeros((2, 96, 64), np.float32)
   with pytest.raises(ValueError, match=r"\[batch, frames, mels\]"):
     augment.spec_augment(x[0], tf.constant([0, 0]))
   with pytest.raises(ValueError, match="spec_augment.fill"):
     augment.spec_augment(x, tf.constant([0, 0]), fill="noise")
+  with pytest.raises(ValueError, match="spec_augment.mask_draw"):
+    augment.spec_augment(x, tf.constant([0, 0]), mask_draw="torch")
 
 
 @pytest.mark.parametrize("mode,anchor_changed,positive_changed",

@@ -14,7 +14,7 @@ ENTRY_POINTS = {"cola_tf/train.py", "cola_tf/export/__main__.py", "cola_tf/linea
                 "cola_tf/data/make_tfrecords.py", "hear_module/torch_suites/s3prl_run.py",
                 "hear_module/torch_suites/make_s3prl_data.py",
                 "hear_module/torch_suites/xares_run.py",
-                "hear_module/torch_suites/make_xares_task.py"}
+                "hear_module/torch_suites/make_xares_task.py", "cola_tf/import_audax.py"}
 
 
 def _imports_of(path):

@@ -439,6 +439,49 @@ def test_pair_pipeline_normalises_each_crop_and_adds_noise_to_the_positive_only(
                           positive_noise_stddev=-1.0)
 
 
+def _pairs(folder, n, **kwargs):
+  ds = pipeline.pair_dataset(sources.FolderSource(str(folder)), None, n,
+                             frontend_lib.LogMelFrontend(), seed=3, spec_augment="none",
+                             deterministic=True, **kwargs)
+  b = next(iter(ds))
+  return b["anchor"].numpy(), b["positive"].numpy()
+
+
+def test_pair_pipeline_normalises_each_crop_not_the_clip(tmp_path, clean_gin):
+  """Crops of one 8 s clip whose level rises 40 dB along it: normalised per crop (the recipe)
+  every crop has about the same mean log-mel; normalised per clip, their means would spread
+  with the position (measured here as the control, 'l2_clip')."""
+  t = np.arange(8 * SR) / SR
+  noise = np.random.default_rng(0).standard_normal(t.size)
+  os.makedirs(tmp_path / "ramp")
+  sf.write(str(tmp_path / "ramp" / "r.wav"), (0.005 * 100.0 ** (t / t[-1]) * noise), SR,
+           subtype="FLOAT")
+  per_crop, _ = _pairs(tmp_path / "ramp", 32, positive_noise_stddev=0.0)
+  gin.bind_parameter("LogMelFrontend.waveform_normalization", "l2_clip")
+  per_clip, _ = _pairs(tmp_path / "ramp", 32, positive_noise_stddev=0.0)
+  assert np.std(per_crop.mean(axis=(1, 2))) < 0.3
+  assert np.std(per_clip.mean(axis=(1, 2))) > 1.0
+
+
+def test_positive_noise_has_the_recipe_stddev(tmp_path, clean_gin):
+  """A silent clip's positive is the noise alone: its log-mel level is that of N(0, 0.001^2)
+  through the same frontend (0.002 would be 1.4 higher: log 4)."""
+  os.makedirs(tmp_path / "silence")
+  sf.write(str(tmp_path / "silence" / "s.wav"), np.zeros(SR, np.float32), SR, subtype="FLOAT")
+  _, positive = _pairs(tmp_path / "silence", 8, short_clips="end_one_crop",
+                       positive_noise_stddev=pipeline.POSITIVE_NOISE_STDDEV)
+  fe = frontend_lib.LogMelFrontend()
+  rng = np.random.default_rng(1)
+  crop = int(0.96 * SR)
+
+  def level(std):
+    return float(np.mean(fe.log_mel(tf.constant(std * rng.standard_normal((8, crop)),
+                                                tf.float32)).numpy()))
+  assert pipeline.POSITIVE_NOISE_STDDEV == 0.001
+  assert abs(positive.mean() - level(0.001)) < 0.05
+  assert abs(positive.mean() - level(0.002)) > 1.0
+
+
 def test_seed_streams_never_overlap_across_hosts_purposes_and_resumes():
   """The old `seed * 1000003 + host + offset` gave host 1's crop stream to host 0's
   shuffle; hashed streams are distinct over seeds (a resume adds its start step), hosts and

@@ -113,7 +113,8 @@ def test_filterbanks_are_audax_and_tensorflow_and_differ_by_a_measured_amount():
   hz, mel = (frontend_lib.LogMelFrontend(mel_filterbank=b)(x).numpy()
              for b in frontend_lib.MEL_FILTERBANKS)
   gap = np.abs(hz - mel)
-  assert 0.001 < np.median(gap) < 0.1, np.median(gap)
+  # The table's figures (docs/recipe.md): median 0.002, at most 0.01 (measured 0.00215, 0.0104).
+  assert 0.0015 < np.median(gap) < 0.003 and 0.005 < gap.max() < 0.015, (np.median(gap), gap.max())
 
 
 @pytest.mark.parametrize("mode", ["l2_window", "l2_clip"])

@@ -123,6 +123,22 @@ def test_seed_protocol_defaults_and_schedule():
     fit.fit_probe(data, 2, fit.ProbeSettings(epochs=4), verbose=False)
 
 
+def test_probe_dense_starts_as_flax_dense():
+  """audax's probe Dense is flax's nn.Dense: LeCun-normal kernel (truncated normal, std
+  sqrt(1 / fan-in)), zero bias; Keras' default (Glorot uniform) would have std
+  sqrt(2 / (fan-in + fan-out)) and a bounded range."""
+  import tf_keras
+  settings = fit.ProbeSettings()
+  assert settings.kernel_initializer == "lecun_normal"
+  layer, _, _ = fit._layer_and_optimizer(settings, 10, 400, 1)
+  kernel, bias = (w.numpy() for w in layer.weights)
+  assert kernel.std() == pytest.approx(np.sqrt(1 / 400), rel=0.05)
+  assert np.abs(kernel).max() <= 2 * np.sqrt(1 / 400) / 0.87962566 + 1e-6  # truncated at 2 std
+  assert not bias.any()
+  glorot = tf_keras.initializers.GlorotUniform(seed=0)((400, 10)).numpy()
+  assert glorot.std() != pytest.approx(kernel.std(), rel=0.05)
+
+
 def test_clips_are_centre_cropped_or_centre_padded():
   long = np.arange(20, dtype=np.float32)
   np.testing.assert_array_equal(embedders.fit_clip(long, 10).numpy(), long[5:15])

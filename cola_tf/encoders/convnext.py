@@ -12,7 +12,8 @@ Glorot-uniform kernels and exact (erf) GELU. `float32_blocks=True` runs every Co
 (and the pooling) in float32 under a mixed-precision policy, leaving the stem and the
 downsampling layers to the policy: the precision audax's ConvNeXt ran with `half_precision`
 (its block's `dtype = jnp.float32` is a class attribute, not a flax field, so the model's
-bfloat16 never reaches it).
+bfloat16 never reaches it); the downsampling LayerNorms then take the blocks' float32 output
+as it is (flax's bf16 LayerNorm normalises its input in float32 and rounds only its result).
 """
 import numpy as np
 import tf_keras
@@ -110,7 +111,10 @@ def convnext(variant, input_shape, pooling="mean", drop_path_rate=0.0,
       x = layers.Conv2D(dim, 4, strides=4, name=f"{variant}_stem_conv", **conv_init)(x)
       x = layers.LayerNormalization(epsilon=1e-6, name=f"{variant}_stem_layernorm")(x)
     else:
-      x = layers.LayerNormalization(epsilon=1e-6,
+      # With float32 blocks under a bfloat16 policy, flax's bf16 LayerNorm normalises the
+      # float32 block output and rounds its result; Keras' would round its input first. A
+      # float32 LayerNorm before the bf16 conv rounds where flax does.
+      x = layers.LayerNormalization(epsilon=1e-6, dtype=options["block_dtype"],
                                     name=f"{variant}_downsampling_layernorm_{stage - 1}")(x)
       x = layers.Conv2D(dim, 2, strides=2, name=f"{variant}_downsampling_conv_{stage - 1}",
                         **conv_init)(x)

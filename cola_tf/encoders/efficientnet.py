@@ -6,12 +6,15 @@ log-mel has O(1-10) values and the stem conv (no bias) feeds a BatchNorm whose e
 dominate at 1/255 scale. Its drop connect (Dropout with noise_shape (None, 1, 1, 1)) becomes
 our DropPath. `style='audax'` (the recipe) rebuilds it as audax's EfficientNet (torchvision's
 layout in flax): He-normal fan-in kernels (truncated), BatchNorm momentum 0.9 and epsilon
-1e-5, no bias in the squeeze-excitation convs, 'SAME' padding for strided convs
+1e-5 (running variance from the biased batch variance, as flax), no bias in the
+squeeze-excitation convs, 'SAME' padding for strided convs
 (keras.applications pads as if the frame count were even); `style='keras'` keeps
 keras.applications'. Every variant takes B0's BatchNorm values (audax's B5-B7 ask for others
 through a code path that cannot run: it never sets `use_running_average`).
 """
 import tf_keras
+# The general builder behind keras.applications.EfficientNetB0..B7 (width and depth taken).
+from tf_keras.src.applications import efficientnet as _keras_efficientnet
 
 from cola_tf.encoders.layers import DropPath
 from cola_tf.encoders.layers import check_style
@@ -41,7 +44,10 @@ def _as_audax_efficientnet(layer, config):
     if layer.name.endswith(("se_reduce", "se_expand")):
       config["use_bias"] = False  # audax's SqueezeAndExcitation convs have none
   if isinstance(layer, layers.BatchNormalization):
-    config.update(EFFICIENTNET_AUDAX_BATCH_NORM)
+    # flax moves its running variance with the batch's biased variance; TensorFlow's fused
+    # kernel with the unbiased one (x n / (n - 1): 2e-4 relative at the last stage's 4096
+    # values per channel and core). The unfused layer computes flax's.
+    config.update(EFFICIENTNET_AUDAX_BATCH_NORM, fused=False)
   return layer.__class__.from_config(config)
 
 
@@ -60,14 +66,21 @@ def _rebuilt_efficientnet(backbone, style):
 
 
 def efficientnet(variant, input_shape, pooling="max", drop_path_rate=0.2, style="audax",
-                 blocks_args=None):
+                 blocks_args=None, width_depth=None):
   """keras.applications EfficientNet on 1-channel log-mel, random init; returns features.
-  `blocks_args` replaces the variant's blocks (keras.applications' format; tests use it)."""
+  `blocks_args` replaces the variant's blocks (keras.applications' format; tests use it);
+  `width_depth` = (width, depth) replaces the variant's multipliers over B0 (keras.applications
+  and torchvision, hence audax, round channels and repeats alike: the audax fixtures' small
+  EfficientNet is B0 at (0.25, 0.5))."""
   check_style(style)
-  builder = getattr(tf_keras.applications, VARIANTS[variant])
-  backbone = builder(include_top=False, weights=None, input_shape=(None, input_shape[-1], 1),
-                     pooling=None, drop_connect_rate=drop_path_rate,
-                     **({"blocks_args": blocks_args} if blocks_args else {}))
+  kwargs = dict(include_top=False, weights=None, input_shape=(None, input_shape[-1], 1),
+                pooling=None, drop_connect_rate=drop_path_rate,
+                **({"blocks_args": blocks_args} if blocks_args else {}))
+  if width_depth:
+    backbone = _keras_efficientnet.EfficientNet(*width_depth, 224, 0.2,
+                                                model_name=VARIANTS[variant].lower(), **kwargs)
+  else:
+    backbone = getattr(tf_keras.applications, VARIANTS[variant])(**kwargs)
   backbone = _rebuilt_efficientnet(backbone, style)
   rescalings = [l for l in backbone.layers if isinstance(l, layers.Rescaling)]
   if len(rescalings) != 1:

@@ -293,24 +293,30 @@ def load_trained(model_dir, checkpoint=None, random_init_seed=None):
   """
   gin.clear_config()
   configuration.parse_gin([], [], model_dir)
-  frontend = frontend_lib.LogMelFrontend()
-  crop_seconds = gin.query_parameter("train.crop_seconds")
-  shape = configuration.model_input_shape(frontend, crop_seconds)
-  tf_keras.mixed_precision.set_global_policy("float32")  # export runs in float32
   if random_init_seed is not None:
     tf_keras.utils.set_random_seed(random_init_seed)
-  model = model_lib.ColaModel(encoder=encoders.build_encoder(input_shape=shape))
-  model.build_for(shape)
+  frontend, model, window_samples = configured_model()
   if random_init_seed is not None:
-    return (frontend, model, int(round(crop_seconds * frontend.sample_rate)), 0,
-            f"random init (seed {random_init_seed})")
+    return frontend, model, window_samples, 0, f"random init (seed {random_init_seed})"
   path = checkpoint or tf.train.latest_checkpoint(model_dir)
   if path is None:
     raise ValueError(f"export: no checkpoint in {model_dir}")
   ckpt = tf.train.Checkpoint(model=model)
   ckpt.restore(path).expect_partial().assert_existing_objects_matched()
   step = int(path.rsplit("-", 1)[1]) if "-" in os.path.basename(path) else -1
-  return frontend, model, int(round(crop_seconds * frontend.sample_rate)), step, path
+  return frontend, model, window_samples, step, path
+
+
+def configured_model(**model_kwargs):
+  """(frontend, built float32 ColaModel, window samples) as the parsed gin config defines
+  them (`model_kwargs` override ColaModel's bindings)."""
+  frontend = frontend_lib.LogMelFrontend()
+  crop_seconds = gin.query_parameter("train.crop_seconds")
+  shape = configuration.model_input_shape(frontend, crop_seconds)
+  tf_keras.mixed_precision.set_global_policy("float32")  # export runs in float32
+  model = model_lib.ColaModel(encoder=encoders.build_encoder(input_shape=shape), **model_kwargs)
+  model.build_for(shape)
+  return frontend, model, int(round(crop_seconds * frontend.sample_rate))
 
 
 def check_export_request(model_dir, output, checkpoint, random_init_seed, overwrite):

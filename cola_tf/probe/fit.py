@@ -26,6 +26,8 @@ class ProbeSettings:
   augment: str = "none"  # 'crop': a random 0.96 s window of every train clip, each epoch
   # 'training': the encoder runs as in audax's probe step (see protocol.TrainingModeEncoder)
   encoder_mode: str = "inference"
+  # The Dense kernel's Keras initializer: flax's nn.Dense default in audax's probe.
+  kernel_initializer: str = "lecun_normal"
 
   def peak_learning_rate(self):
     if not self.reference_batch:
@@ -74,7 +76,7 @@ def _epoch_trainer(layer, optimizer):
 
 def _layer_and_optimizer(settings, num_classes, dim, num_batches):
   tf_keras.utils.set_random_seed(settings.seed)
-  layer = tf_keras.layers.Dense(num_classes)
+  layer = tf_keras.layers.Dense(num_classes, kernel_initializer=settings.kernel_initializer)
   layer.build((None, dim))
   optimizer, schedule = optimization.build_adamw(
       settings.epochs * num_batches, num_batches, learning_rate=settings.peak_learning_rate(),
