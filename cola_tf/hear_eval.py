@@ -12,6 +12,7 @@ import sys
 from cola_tf import files
 from cola_tf.hear import tasks as hear_tasks
 from cola_tf.runtime import preemption
+from cola_tf import logs
 from cola_tf.runtime import workdir_lock
 from cola_tf.hear.harness import evaluate
 from cola_tf.hear.harness import options_suffix
@@ -19,7 +20,7 @@ from cola_tf.hear.harness import summary
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p = argparse.ArgumentParser(description=logs.command_description(__doc__))
   p.add_argument("--model", required=True, help="a cola_tf export (SavedModel folder)")
   p.add_argument("--tasks", required=True, help="folder of HEAR tasks (hear-preprocess layout)")
   p.add_argument("--work", default="hear_eval", help="where task views, embeddings and "

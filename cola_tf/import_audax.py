@@ -25,7 +25,7 @@ from cola_tf.runtime import distribute
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p = argparse.ArgumentParser(description=logs.command_description(__doc__))
   p.add_argument("--checkpoint", required=True, help="audax checkpoint_N file or its folder")
   p.add_argument("--gin_file", action="append", required=True,
                  help="the encoder's config (convnext_tiny, convnext_large, efficientnet_b0)")

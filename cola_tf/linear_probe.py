@@ -47,10 +47,11 @@ from cola_tf.probe import embedders
 from cola_tf.probe import fit
 from cola_tf.probe import protocol
 from cola_tf.probe import speech_commands
+from cola_tf import logs
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p = argparse.ArgumentParser(description=logs.command_description(__doc__))
   what = p.add_mutually_exclusive_group(required=True)
   what.add_argument("--export", help="a cola_tf export (SavedModel folder)")
   what.add_argument("--baseline", choices=embedders.BASELINES, help="probe a baseline instead")

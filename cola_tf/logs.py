@@ -21,3 +21,9 @@ def format_seconds(seconds):
   """H:MM:SS, for ETAs and durations in progress lines."""
   seconds = int(max(0, seconds))
   return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def command_description(doc):
+  """A command line's `--help` description: its docstring's first paragraph on one line (its
+  first line alone can stop mid-sentence)."""
+  return " ".join(doc.strip().split("\n\n")[0].split())

@@ -26,7 +26,7 @@ from cola_tf.hear import tasks as hear_tasks
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p = argparse.ArgumentParser(description=logs.command_description(__doc__))
   p.add_argument("--src", required=True, help="Speech Commands v0.02 root")
   p.add_argument("--dst", required=True, help="HEAR tasks directory to write into")
   p.add_argument("--classes", type=int, default=12, choices=[12, 35])

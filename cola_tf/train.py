@@ -14,7 +14,6 @@ command to resume). The process ends at once after the error line, so a broken i
 pipeline cannot leave it hanging at interpreter shutdown.
 """
 import os
-import re
 import signal
 import sys
 import traceback
@@ -70,7 +69,7 @@ def main(argv):
   try:
     result = training.train(model_dir)
   except preemption.StopRequested as e:
-    training.log(str(e))
+    training.log(configuration.without_gin_context(e))
     _exit_now(e.exit_code)
   except KeyboardInterrupt:  # a signal before the training loop (start-up)
     _interrupted("before training started")
@@ -92,14 +91,13 @@ def main(argv):
 
 
 def _fail(error, code):
-  """One line naming the error (gin adds the binding it came from), then exit at once."""
+  """One line naming the error (our errors name their binding), then exit at once."""
   if FLAGS.traceback:
     traceback.print_exc()
-  message = str(error).strip() or type(error).__name__
+  message = configuration.without_gin_context(error) or type(error).__name__
   if isinstance(error, tf.errors.OpError):
     message = f"{type(error).__name__}: {error.message.strip()}"
-  # gin appends "In call to configurable 'X' (<function ...>)" lines: keep them on the line.
-  message = re.sub(r" \(<[^>]*>\)", "", " ".join(l.strip() for l in message.splitlines()))
+  message = " ".join(line.strip() for line in message.splitlines())
   training.log(f"ERROR: {message}" + ("" if FLAGS.traceback else " (--traceback for details)"))
   _exit_now(code)
 

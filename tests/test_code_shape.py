@@ -253,3 +253,16 @@ def test_no_module_over_400_lines_without_its_reason():
       long.append(f"{path} ({text.count(chr(10))} lines)")
   assert not long, "modules over 400 lines without a reason in their docstring: " + \
       "; ".join(long)
+
+
+def test_command_line_descriptions_are_whole_sentences():
+  """`--help` shows the docstring's first paragraph (its first line stopped mid-sentence,
+  e.g. make_s3prl_data's)."""
+  from cola_tf import logs
+  from hear_module.torch_suites import make_s3prl_data
+  described = logs.command_description(make_s3prl_data.__doc__)
+  assert described.endswith("write_speech_commands).") and "\n" not in described
+  for path in ENTRY_POINTS:
+    with open(os.path.join(REPO, path)) as f:
+      source = f.read()
+    assert "__doc__.splitlines()[0]" not in source, path

@@ -138,6 +138,29 @@ def one_and_two_replicas(eval_root, out):
   assert results[0][1] == results[1][1]
 
 
+def test_a_damaged_eval_csv_is_named_moved_aside_and_never_blocks_a_resume(tmp_path, capsys):
+  """A line without commas (seen: a run could not resume, exit 2, 'invalid literal for
+  int()', no file named): the file is named, moved aside, its readable rows kept."""
+  model_dir = str(tmp_path)
+  evaluation.write_csv(model_dir, [(0, "kind", "knn_top1", 0.5), (50, "kind", "knn_top1", 0.6)])
+  path = os.path.join(model_dir, "eval.csv")
+  with open(path, "a") as f:
+    f.write("garbage without commas\n60,kind,knn_top1\n")
+  rows = evaluation.read_csv(model_dir)
+  assert rows == [(0, "kind", "knn_top1", 0.5), (50, "kind", "knn_top1", 0.6)]
+  err = capsys.readouterr().err
+  assert path in err and "line 4" in err and "eval.csv.damaged" in err
+  with open(path + ".damaged") as f:
+    assert "garbage" in f.read()
+  assert evaluation.read_csv(model_dir) == rows  # rewritten whole: quiet from now on
+  assert "damaged" not in capsys.readouterr().err
+  ev = evaluation.OnlineEvaluation(eval_set=None)
+  ev.model_dir = model_dir
+  with open(path, "w") as f:
+    f.write("not,the,header\n")
+  assert not ev.resume_at(10) and evaluation.read_csv(model_dir) == []
+
+
 def test_eval_csv_resumes_and_scores_reach_tensorboard(small_set, tmp_path):
   model_dir = str(tmp_path / "run")
   ev = evaluation.OnlineEvaluation(eval_set=small_set, linear_epochs=3)

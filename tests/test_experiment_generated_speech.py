@@ -70,3 +70,33 @@ def test_toy_experiment_writes_results_and_resumes(tmp_path):
   assert "done earlier" in again.stdout and "| loss" not in again.stdout
   with open(os.path.join(out, "results.csv")) as f:
     assert list(csv.DictReader(f)) == rows
+
+
+def test_sigterm_to_the_experiment_reaches_its_child_and_stops_both(tmp_path):
+  """A `kill PID` of run.py stopped it but left its trainer running (the child never got the
+  signal): now the child gets it, and run.py exits 128 + 15 once the child has ended."""
+  import signal
+  import time
+  marker = tmp_path / "child_got_sigterm"
+  child = (f"import signal, sys, time\n"
+           f"def stop(s, f):\n  open({str(marker)!r}, 'w').close(); sys.exit(143)\n"
+           f"signal.signal(signal.SIGTERM, stop)\nprint('child ready', flush=True)\n"
+           f"time.sleep(120)\n")
+  driver = (f"import sys; sys.path.insert(0, {os.path.join(REPO, 'experiments', 'generated_speech')!r})\n"
+            f"import run\nrun.run_logged([sys.executable, '-c', {child!r}], "
+            f"{str(tmp_path / 'logs' / 'child.log')!r}, echo='ready')\n")
+  proc = subprocess.Popen([sys.executable, "-c", driver], cwd=REPO, env=subprocess_env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  try:
+    for line in proc.stdout:
+      if "child ready" in line:
+        break
+    started = time.time()
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.communicate(timeout=60)[0]
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  assert proc.returncode == 143, rest
+  assert marker.exists() and "stopped on SIGTERM (the child exited 143)" in rest
+  assert time.time() - started < 30

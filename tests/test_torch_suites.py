@@ -93,6 +93,37 @@ def test_evar_representation(export_dir):
   assert ar.encode_frames(audio).shape == (3, 192, 41)  # EVAR's [B, D, T]
 
 
+def test_s3prl_featurizer_probe_gives_no_audio_range_warning():
+  """s3prl's Featurizer embeds torch.randn(16000) to size the upstream: no AudioRangeWarning
+  about that probe, and the user's own loud audio still gets its one warning after it."""
+  import torch
+  import hear_module
+  from s3prl.upstream import interfaces
+
+  class Model(hear_module.ColaHearModel):  # the checks' view of a loaded export
+    def __init__(self):  # pylint: disable=super-init-not-called
+      self.sample_rate = 16000
+
+  class Upstream(torch.nn.Module):
+    def get_downsample_rates(self, key):
+      return 160
+
+    def forward(self, wavs):
+      model = Model()
+      for wav in wavs:
+        hear_module._check_audio(wav.numpy()[None], model)  # pylint: disable=protected-access
+      return {"hidden_states": [torch.zeros(len(wavs), 100, 8)]}
+
+  s3prl_support.prepare()
+  hear_module._warned_loud = False  # pylint: disable=protected-access
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    interfaces.Featurizer(Upstream(), upstream_device="cpu")
+  assert not [w for w in caught if issubclass(w.category, hear_module.AudioRangeWarning)]
+  with pytest.warns(hear_module.AudioRangeWarning, match="far outside"):
+    hear_module._check_audio(np.full((1, 100), 4.0, np.float32), Model())  # pylint: disable=protected-access
+
+
 def test_s3prl_upstream(export_dir):
   upstream = s3prl_upstream.ColaTFUpstream(export_dir)
   wavs = [_audio(1, 16000, 1)[0], _audio(1, 9600, 2)[0]]

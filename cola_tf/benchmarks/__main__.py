@@ -20,6 +20,7 @@ import tempfile
 import time
 
 from cola_tf import SAMPLE_RATE
+from cola_tf import logs
 
 def default_configs():
   """(encoder, precision, jit, variant) rows of the train-step table: float32, bf16 and
@@ -121,7 +122,7 @@ def _train_row(config, common, peak, train_rates):
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p = argparse.ArgumentParser(description=logs.command_description(__doc__))
   p.add_argument("--batch", type=int, default=32)
   p.add_argument("--steps", type=int, default=3)
   p.add_argument("--repeats", type=int, default=3)

@@ -26,6 +26,7 @@ import tempfile
 import time
 
 from cola_tf import SAMPLE_RATE
+from cola_tf import logs
 from cola_tf.export import metadata as export_metadata
 
 
@@ -161,7 +162,7 @@ def _memory_table(results, folder, minutes):
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p = argparse.ArgumentParser(description=logs.command_description(__doc__))
   p.add_argument("--seconds", type=float, default=20.0, help="length of each clip")
   p.add_argument("--clips", type=int, default=1, help="clips per call")
   p.add_argument("--repeats", type=int, default=3)

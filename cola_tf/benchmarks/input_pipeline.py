@@ -28,6 +28,7 @@ from cola_tf.data import pipeline
 from cola_tf.data import sources
 from cola_tf.data import tfrecord_source
 from cola_tf.data import synthetic
+from cola_tf import logs
 
 FOLDER_FORMATS = (("wav", "PCM_16"), ("flac", "PCM_16"), ("ogg", "VORBIS"), ("mp3", None))
 RECORD_FORMATS = ("flac", "pcm16", "wav")  # flac first: the baseline of the last column
@@ -86,7 +87,7 @@ def pairs_per_second(source, threads, batch, batches, repeats):
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p = argparse.ArgumentParser(description=logs.command_description(__doc__))
   p.add_argument("--clips", type=int, default=48)
   p.add_argument("--seconds", type=float, default=10.0, help="clip length (AudioSet: 10 s)")
   p.add_argument("--batch", type=int, default=32)

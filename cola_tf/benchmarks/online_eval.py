@@ -18,6 +18,7 @@ import resource
 import sys
 import tempfile
 import time
+from cola_tf import logs
 
 
 def _tiny_share():
@@ -62,7 +63,7 @@ def _peak_rss_mb():
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p = argparse.ArgumentParser(description=logs.command_description(__doc__))
   p.add_argument("--sections", default="tiny,recipe,memory")
   p.add_argument("--encoders", default="convnext_tiny,efficientnet_b0")
   p.add_argument("--clips", type=int, default=10000)

@@ -17,6 +17,7 @@ import argparse
 import json
 import statistics
 import time
+from cola_tf import logs
 
 
 def forward_flops(encoder, input_shape):
@@ -150,7 +151,7 @@ def matmul_peak_gflops(dtype="float32", n=2048, repeats=5):
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p = argparse.ArgumentParser(description=logs.command_description(__doc__))
   p.add_argument("--encoder", default="small_cnn")
   p.add_argument("--batch", type=int, default=32)
   p.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"])

@@ -20,10 +20,11 @@ from cola_tf.data.tfrecord_writer import FORMATS
 from cola_tf.data.tfrecord_writer import PCM16
 from cola_tf.data.tfrecord_writer import log
 from cola_tf.data.tfrecord_writer import make_tfrecords
+from cola_tf import logs
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p = argparse.ArgumentParser(description=logs.command_description(__doc__))
   what = p.add_mutually_exclusive_group(required=True)
   what.add_argument("--manifest", help="CSV with a 'files' column")
   what.add_argument("--gin_file", action="append", help="configs whose train.source to write")

@@ -27,7 +27,7 @@ from cola_tf.export.frozen_encoder import export
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p = argparse.ArgumentParser(description=logs.command_description(__doc__))
   p.add_argument("--model_dir", required=True,
                  help="training model_dir (operative config + checkpoints)")
   p.add_argument("--output", help="where to write the SavedModel (default MODEL_DIR/export)")

@@ -185,13 +185,31 @@ class OnlineEvaluation:
 
 
 def read_csv(model_dir):
-  """[(step, task, metric, value)] of model_dir/eval.csv ([] if none)."""
+  """[(step, task, metric, value)] of model_dir/eval.csv ([] if none).
+
+  An evaluation log never blocks training: a damaged file (a line that is not
+  step,task,metric,value) is named in one line and moved aside to eval.csv.damaged, and its
+  readable rows are kept."""
   path = os.path.join(model_dir, EVAL_CSV)
   if not tf.io.gfile.exists(path):
     return []
   with tf.io.gfile.GFile(path) as f:
-    return [(int(r["step"]), r["task"], r["metric"], float(r["value"]))
-            for r in csv.DictReader(f)]
+    lines = f.read().splitlines()
+  rows, damaged = [], []
+  for number, row in enumerate(csv.reader(lines[1:]), start=2):
+    try:
+      step, task, metric, value = row
+      rows.append((int(step), task, metric, float(value)))
+    except ValueError:
+      damaged.append(number)
+  if damaged or (lines and lines[0].split(",") != list(EVAL_COLUMNS)):
+    aside = path + ".damaged"
+    tf.io.gfile.rename(path, aside, overwrite=True)
+    logs.log(f"note: {path} is damaged (line {damaged[0] if damaged else 1} is not "
+             f"{','.join(EVAL_COLUMNS)}): moved to {aside}; kept its {len(rows)} readable "
+             "rows", error=True)
+    write_csv(model_dir, rows)
+  return rows
 
 
 def write_csv(model_dir, rows):

@@ -1,11 +1,13 @@
 """Checkpoints on resume: partial saves removed, the newest readable checkpoint restored (an
 unreadable one named, moved aside, never deleted)."""
+import logging
 import os
 import time
 
 import tensorflow as tf
 
 from cola_tf import logs
+from cola_tf.runtime import configuration
 
 log = logs.logger("cola_tf")
 
@@ -20,12 +22,15 @@ def remove_partial_checkpoints(directory):
       tf.io.gfile.remove(path)
 
 
-def restore(checkpoint, model_dir, chief=True):
+def restore(checkpoint, model_dir, chief=True, encoder_name=None):
   """Every worker restores the chief's newest checkpoint that reads (the other workers' own
   folders are scratch space, deleted at the end of each run). One that does not read (a
   truncated or corrupt file) is named on one line and, by the chief, moved aside (never
   deleted) and dropped from the `checkpoint` list; the one before it is tried. Returns the
-  restored path or None."""
+  restored path or None. With `encoder_name`, checkpoints of another encoder are refused
+  first, naming both (`configuration.check_resumable_encoder`)."""
+  if encoder_name:
+    configuration.check_resumable_encoder(model_dir, encoder_name)
   state = tf.train.get_checkpoint_state(model_dir)
   candidates = list(reversed(state.all_model_checkpoint_paths)) if state else []
   for newer, path in enumerate(candidates):
@@ -55,5 +60,12 @@ def _drop_newer_checkpoints(model_dir, state, restored):
   """The `checkpoint` list without the unreadable ones after `restored` (they were moved)."""
   paths = list(state.all_model_checkpoint_paths)
   keep = paths[:[os.path.basename(p) for p in paths].index(os.path.basename(restored)) + 1]
-  tf.compat.v1.train.update_checkpoint_state(model_dir, restored,
-                                             all_model_checkpoint_paths=keep)
+  # The one call that edits the list; its deprecation notice (8 lines) says nothing to a user.
+  logger = tf.get_logger()
+  level = logger.level
+  logger.setLevel(logging.ERROR)
+  try:
+    tf.compat.v1.train.update_checkpoint_state(model_dir, restored,
+                                               all_model_checkpoint_paths=keep)
+  finally:
+    logger.setLevel(level)

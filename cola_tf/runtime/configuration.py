@@ -18,6 +18,7 @@ import re
 
 import gin
 import tensorflow as tf
+from gin import config_parser
 
 from cola_tf import files
 
@@ -87,8 +88,32 @@ def _add_search_paths(configs):
     gin.add_config_file_search_path(os.path.dirname(files.absolute(path)))
 
 
+# What gin appends to an exception raised inside a configurable: a line per call, naming a
+# function object; our errors name their binding themselves.
+_GIN_CONTEXT = re.compile(r"\s*In call to configurable '[^']*' \(<[^>]*>\)")
+
+
+def without_gin_context(message):
+  """An error message without gin's "In call to configurable 'X' (<function ...>)" lines."""
+  return _GIN_CONTEXT.sub("", str(message)).strip()
+
+
+def check_bindings_parse(gin_params):
+  """ValueError naming the binding when one of `gin_params` is not gin syntax (gin's own
+  error says only 'Unable to parse value. (line 1)')."""
+  for binding in gin_params:
+    try:
+      for _ in config_parser.ConfigParser(binding, gin.config.ParserDelegate(skip_unknown=True)):
+        pass
+    except SyntaxError as e:
+      raise ValueError(f"gin binding {binding!r} does not parse ({e.msg.rstrip('.')}): "
+                       "expected NAME.PARAM = VALUE, the value a Python literal, "
+                       "@reference or %macro") from None
+
+
 def parse_gin(gin_files=(), gin_params=(), model_dir=None):
   """Parses the operative config saved in model_dir (if any), then files, then params."""
+  check_bindings_parse(gin_params)
   configs = []
   if model_dir and tf.io.gfile.exists(os.path.join(model_dir, OPERATIVE_CONFIG)):
     configs.append(os.path.join(model_dir, OPERATIVE_CONFIG))
@@ -99,6 +124,21 @@ def parse_gin(gin_files=(), gin_params=(), model_dir=None):
   _add_search_paths(configs)
   gin.parse_config_files_and_bindings(configs, gin_params, skip_unknown=False)
   return configs
+
+
+def check_resumable_encoder(model_dir, encoder_name):
+  """ValueError (one line) when model_dir holds checkpoints of another encoder than the
+  config builds (its saved operative config says which): otherwise the restore fails on
+  tensor shapes, naming neither."""
+  path = os.path.join(model_dir, OPERATIVE_CONFIG)
+  if not tf.io.gfile.exists(path) or not tf.train.get_checkpoint_state(model_dir):
+    return
+  with tf.io.gfile.GFile(path) as f:
+    saved = re.search(r"^build_encoder\.name = '([^']+)'", f.read(), re.M)
+  if saved and saved.group(1) != encoder_name:
+    raise ValueError(f"{model_dir} was trained with encoder {saved.group(1)!r}; the config "
+                     f"asks for {encoder_name!r}: pass another --model_dir, or drop the gin "
+                     "file or binding that sets build_encoder.name")
 
 
 def save_operative_config(model_dir):

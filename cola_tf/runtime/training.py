@@ -255,7 +255,7 @@ def train(model_dir, source=gin.REQUIRED, strategy="default", tpu_address=None, 
   step_counter = optimizer.iterations
   with contextlib.ExitStack() as guards:
     lock, signals = _enter_guards(guards, chief, model_dir, out_dir, wait_for_lock)
-    restored = checkpoints.restore(checkpoint, model_dir, chief)
+    restored = checkpoints.restore(checkpoint, model_dir, chief, model.encoder.name)
     start_step = int(step_counter.numpy())
     result = {"step": start_step, "start_step": start_step, "chief": chief, "loss": None,
               "accuracy": None, "history": [], "strategy": strategy, "model": model,

@@ -260,7 +260,8 @@ def run_against_ourselves(name, fixtures, folder):
 
 
 def main():
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  from cola_tf import logs  # pylint: disable=import-outside-toplevel
+  p = argparse.ArgumentParser(description=logs.command_description(__doc__))
   p.add_argument("--fixtures", default=FIXTURES)
   p.add_argument("--models", default="convnext,efficientnet")
   p.add_argument("--no_steps", action="store_true")

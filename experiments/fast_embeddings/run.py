@@ -197,7 +197,7 @@ def write_results(rows, out):
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p = argparse.ArgumentParser(description=logs.command_description(__doc__))
   p.add_argument("--speech_commands", required=True, help="a Speech Commands v0.02 tree")
   p.add_argument("--runs", required=True, help="NAME=MODEL_DIR,... (training runs)")
   p.add_argument("--out", default="runs/fast_embeddings")

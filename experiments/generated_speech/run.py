@@ -39,18 +39,21 @@ on disk and skipped when rerun (an interrupted run continues where it stopped; t
 resume from their checkpoints). Progress goes to stdout; each child's full log to OUT/logs/.
 """
 import argparse
+import contextlib
 import csv
 import glob
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
 
 import numpy as np
 
+from cola_tf import logs
 from cola_tf.export import metadata as export_metadata
 from cola_tf.probe import embedders
 from cola_tf.probe import fit
@@ -118,16 +121,39 @@ def run_logged(args, log_path, echo=None):
     f.flush()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env)
-    for line in proc.stdout:
-      f.write(line)
-      if echo and echo in line:
-        print("    " + line.rstrip(), flush=True)
-    proc.wait()
+    received = []
+    with _forwarding_signals(proc, received):
+      for line in proc.stdout:
+        f.write(line)
+        if echo and echo in line:
+          print("    " + line.rstrip(), flush=True)
+      proc.wait()
+  if received:  # the child (a trainer saves its checkpoint) has stopped: so do we
+    log(f"stopped on {signal.Signals(received[0]).name} (the child exited {proc.returncode}); "
+        "rerun the same command to continue")
+    sys.exit(128 + received[0])
   if proc.returncode:
     with open(log_path) as f:
       tail = "".join(f.readlines()[-15:])
     raise RuntimeError(f"failed (exit {proc.returncode}): {' '.join(args)}\n"
                        f"--- last lines of {log_path} ---\n{tail}")
+
+
+@contextlib.contextmanager
+def _forwarding_signals(proc, received):
+  """SIGTERM / SIGINT to this process go to the child too (a `kill PID` of the experiment
+  would otherwise leave its trainer running), which then ends as it does on a signal."""
+  def forward(signum, frame):  # pylint: disable=unused-argument
+    received.append(signum)
+    if proc.poll() is None:
+      proc.send_signal(signum)
+
+  previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+  try:
+    yield
+  finally:
+    for s, handler in previous.items():
+      signal.signal(s, handler)
 
 
 def make_data(out, speakers, takes, unlabeled, seed, words=35):
@@ -390,7 +416,7 @@ def write_outputs(out, rows, runs, groups, ablation_rows, words, speakers):
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p = argparse.ArgumentParser(description=logs.command_description(__doc__))
   p.add_argument("--out", default=os.path.join("runs", "generated_speech"))
   p.add_argument("--speakers", type=int, default=40)
   p.add_argument("--words", type=int, default=35, help="keywords (the first N of the 35)")

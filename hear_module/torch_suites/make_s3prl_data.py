@@ -7,10 +7,11 @@ config (see hear_module.torch_suites.s3prl_support.write_speech_commands).
 import argparse
 
 from hear_module.torch_suites import s3prl_support
+from cola_tf import logs
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p = argparse.ArgumentParser(description=logs.command_description(__doc__))
   p.add_argument("--src", required=True, help="a Speech Commands v0.02 tree")
   p.add_argument("--out", required=True)
   p.add_argument("--steps", type=int, default=300)

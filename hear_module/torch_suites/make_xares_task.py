@@ -6,11 +6,12 @@ r"""Writes the X-ARES task built from a Speech Commands v0.02 tree (xares_suppor
 """
 import argparse
 
+from cola_tf import logs
 from hear_module.torch_suites import xares_support
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p = argparse.ArgumentParser(description=logs.command_description(__doc__))
   p.add_argument("--src", required=True, help="a Speech Commands v0.02 tree")
   p.add_argument("--env_root", required=True, help="X-ARES's environment folder")
   a = p.parse_args(argv)

@@ -25,6 +25,7 @@ index ships none) with these roots and a CPU-sized run.
 """
 import os
 import sys
+import warnings
 import types
 from argparse import Namespace  # in s3prl's checkpoints (see prepare)
 
@@ -70,6 +71,28 @@ def prepare():
   import s3prl  # pylint: disable=import-outside-toplevel
   s3prl.hub = _stand_in("s3prl.hub", cola_tf=cola_tf,
                         options=lambda only_registered_ckpt=False: ["cola_tf"])
+  _quiet_featurizer_probe()
+
+
+def _quiet_featurizer_probe():
+  """s3prl's Featurizer sizes the upstream by embedding `torch.randn(16000)` (peaks ~4):
+  hear_module's AudioRangeWarning would be about s3prl's probe, not the user's audio."""
+  from s3prl.upstream import interfaces  # pylint: disable=import-outside-toplevel
+  from hear_module import AudioRangeWarning  # pylint: disable=import-outside-toplevel
+  init = interfaces.Featurizer.__init__
+  if getattr(init, "quiet_probe", False):
+    return
+
+  def quiet_init(self, *args, **kwargs):
+    import hear_module  # pylint: disable=import-outside-toplevel
+    warned = hear_module._warned_loud  # pylint: disable=protected-access
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", AudioRangeWarning)
+      init(self, *args, **kwargs)
+    hear_module._warned_loud = warned  # the user's own loud audio still gets its warning
+
+  quiet_init.quiet_probe = True
+  interfaces.Featurizer.__init__ = quiet_init
 
 
 CONFIG = """\
