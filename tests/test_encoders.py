@@ -292,6 +292,13 @@ def test_efficientnet_audax_style_initialisers_norms_and_padding():
       assert k.std() == pytest.approx(std, rel=0.1), layer.name
   norms = [l for l in layers if isinstance(l, tf_keras.layers.BatchNormalization)]
   assert len(norms) == 49 and {(l.momentum, l.epsilon) for l in norms} == {(0.9, 1e-5)}
+  # flax's running variance (the biased batch variance): TensorFlow's fused kernel is off
+  # unless asked for (the numbers: test_audax_equivalence's moved statistics).
+  assert {l.fused for l in norms} == {False}
+  fused = encoders.build_encoder("efficientnet_b0", input_shape=(100, 64),
+                                 fused_batch_norm=True)
+  assert {l.fused for l in all_layers(fused)
+          if isinstance(l, tf_keras.layers.BatchNormalization)} == {True}
   se = [l for l in layers if l.name.endswith(("se_reduce", "se_expand"))]
   assert len(se) == 32 and not any(l.use_bias for l in se)
   assert not any(isinstance(l, tf_keras.layers.ZeroPadding2D) for l in layers)
