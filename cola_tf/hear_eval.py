@@ -9,14 +9,11 @@ import json
 import os
 import sys
 
-from cola_tf import files
-from cola_tf.hear import tasks as hear_tasks
-from cola_tf.runtime import preemption
+# Nothing here starts TensorFlow: --help and a refused busy --work answer in a second; the
+# harness (TensorFlow, heareval's side) is imported once the run goes ahead.
 from cola_tf import logs
+from cola_tf.runtime import preemption
 from cola_tf.runtime import workdir_lock
-from cola_tf.hear.harness import evaluate
-from cola_tf.hear.harness import options_suffix
-from cola_tf.hear.harness import summary
 
 
 def main(argv=None):
@@ -35,6 +32,14 @@ def main(argv=None):
                       "--model-options), e.g. '{\"fast\": true}'")
   a = p.parse_args(argv)
   work = os.path.abspath(a.work)
+  try:
+    workdir_lock.ModelDirLock(work, wait=False, user=workdir_lock.HEAR_EVAL).check_free()
+  except workdir_lock.ModelDirBusyError as e:
+    logs.log(f"ERROR: {e}", component="hear_eval", error=True)
+    return 2
+  from cola_tf import files  # pylint: disable=import-outside-toplevel
+  from cola_tf.hear import tasks as hear_tasks  # pylint: disable=import-outside-toplevel
+  from cola_tf.hear.harness import evaluate, options_suffix, summary  # pylint: disable=import-outside-toplevel
   received = preemption.interrupt_on_signals()
   try:
     options = _json_dict(a.model_options)

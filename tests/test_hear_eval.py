@@ -234,3 +234,34 @@ def test_embeddings_runner_is_shown_no_gpu_when_tensorflow_has_none():
   assert hear_harness.embeddings_env(env, [])["CUDA_VISIBLE_DEVICES"] == ""
   assert hear_harness.embeddings_env(env, ["/physical_device:GPU:0"]) is env
   assert env["CUDA_VISIBLE_DEVICES"] == "0"  # the predictions' environment keeps the GPU
+
+
+TF_START_UP = ("oneDNN", "cpu_feature_guard", "cuda drivers", "cuInit", "tensorflow/core")
+
+
+def _cli_without_tensorflow(argv, env):
+  """Runs hear_eval's command line in a fresh process; returns (exit code, output, whether
+  TensorFlow was imported)."""
+  code = ("import sys, runpy; sys.argv = ['hear_eval'] + sys.argv[1:]\n"
+          "try:\n  runpy.run_module('cola_tf.hear_eval', run_name='__main__')\n"
+          "except SystemExit as e:\n  code = e.code\n"
+          "print('TENSORFLOW', 'tensorflow' in sys.modules)\nsys.exit(code)\n")
+  proc = subprocess.run([sys.executable, "-c", code] + argv, cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=120)
+  return proc.returncode, proc.stdout + proc.stderr, "TENSORFLOW True" in proc.stdout
+
+
+def test_help_and_a_busy_work_folder_answer_before_tensorflow_starts(tmp_path):
+  """--help, and a second hear_eval on a busy --work, answer without starting TensorFlow (it
+  took 24 s on a loaded machine before the refusal) and print none of its start-up lines."""
+  env = {k: v for k, v in subprocess_env().items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+  code, out, tensorflow = _cli_without_tensorflow(["--help"], env)
+  assert code == 0 and "--work" in out and not tensorflow, out
+  work = tmp_path / "work"
+  work.mkdir()
+  owner = {**workdir_lock.identity(), "heartbeat": time.time()}  # this (live) test process
+  (work / workdir_lock.LOCK_FILE).write_text(json.dumps(owner))
+  code, out, tensorflow = _cli_without_tensorflow(
+      ["--model", str(tmp_path / "m"), "--tasks", str(tmp_path / "t"), "--work", str(work)], env)
+  assert code == 2 and "is in use by another hear_eval" in out and not tensorflow, out
+  assert not [line for line in out.splitlines() if any(s in line for s in TF_START_UP)], out

@@ -254,9 +254,13 @@ def test_gin_syntax_errors_exit_2_and_help_exits_0(tmp_path):
   assert proc.returncode == 2 and "Traceback" not in proc.stderr
   errors = [l for l in proc.stdout.splitlines() if "ERROR:" in l]
   assert len(errors) == 1 and "gin binding 'train.total_steps = = 5' does not parse" in errors[0]
+  quiet_default = {k: v for k, v in subprocess_env().items() if k != "TF_CPP_MIN_LOG_LEVEL"}
   helped = subprocess.run([sys.executable, "-m", "cola_tf.train", "--help"], cwd=REPO,
-                          env=subprocess_env(), capture_output=True, text=True, timeout=300)
+                          env=quiet_default, capture_output=True, text=True, timeout=300)
   assert helped.returncode == 0, helped.stderr[-2000:]
+  start_up = ("oneDNN", "cpu_feature_guard", "cuda drivers", "cuInit")  # 4-5 lines before
+  assert not [l for l in (helped.stdout + helped.stderr).splitlines()
+              if any(s in l for s in start_up)], helped.stderr
   assert "train.total_steps = None" in helped.stdout and "--gin_file" in helped.stdout
   assert "OnlineEvaluation.every = 1000" in helped.stdout and "tiny.gin" in helped.stdout
 

@@ -178,8 +178,7 @@ def evaluate(model, tasks, work, task="all", grid="default", grid_points=8, mode
   model_id = export_metadata.identity(metadata)
   task_dirs = hear_tasks.find_tasks(tasks, task)
   os.makedirs(work, exist_ok=True)
-  with workdir_lock.ModelDirLock(work, hear_tasks.log, wait=False,
-                                 user=("hear_eval", "--work", "")):
+  with workdir_lock.ModelDirLock(work, hear_tasks.log, wait=False, user=workdir_lock.HEAR_EVAL):
     view = hear_tasks.task_view(task_dirs, os.path.join(work, "tasks"),
                                 os.path.join(work, "resampled"))
     out = os.path.join(work, "embeddings", model_id)

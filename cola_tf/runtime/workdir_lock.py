@@ -22,11 +22,12 @@ import socket
 import threading
 import time
 
-import tensorflow as tf
-
-from cola_tf import files
+# No TensorFlow at import: a command line refuses a busy folder before it starts TensorFlow
+# (seconds); gs:// and other remote folders import it when they are used.
 
 LOCK_FILE = "cola_tf.lock"
+# hear_eval locks its --work folder (ModelDirLock's `user`): who, the flag, no waiting.
+HEAR_EVAL = ("hear_eval", "--work", "")
 
 
 class ModelDirBusyError(RuntimeError):
@@ -105,15 +106,30 @@ class ModelDirLock:
 
   def _read(self):
     try:
-      with tf.io.gfile.GFile(self.path) as f:
-        return json.load(f)
-    except (tf.errors.NotFoundError, ValueError):
+      if "://" not in self.path:
+        with open(self.path) as f:
+          return json.load(f)
+      import tensorflow as tf  # pylint: disable=import-outside-toplevel
+      try:
+        with tf.io.gfile.GFile(self.path) as f:
+          return json.load(f)
+      except tf.errors.NotFoundError:
+        return None
+    except (FileNotFoundError, ValueError):
       return None
 
   def _write(self):
+    from cola_tf import files  # pylint: disable=import-outside-toplevel
     with self._write_lock:
       files.atomic_write(self.path, json.dumps({**self.me, "heartbeat": time.time()}))
       self._written = time.time()
+
+  def check_free(self):
+    """ModelDirBusyError at once when another live process holds the lock (what entering
+    with wait=False would raise), without taking it."""
+    owner = self._read()
+    if owner is not None and not self._mine(owner) and live(owner, self._stale_after_s):
+      raise self._busy(owner)
 
   def _mine(self, owner):
     return owner is not None and all(owner.get(k) == self.me[k] for k in ("host", "pid"))
@@ -171,5 +187,9 @@ class ModelDirLock:
     if self._thread is not None:
       self._thread.join(timeout=5)
     if self._mine(self._read()):
-      tf.io.gfile.remove(self.path)
+      if "://" in self.path:
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        tf.io.gfile.remove(self.path)
+      else:
+        os.remove(self.path)
     return False
