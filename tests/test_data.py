@@ -243,18 +243,24 @@ def test_tfrecord_writer_reader_and_resume(tmp_path):
   # FLAC re-encoding of the ogg clips keeps their decoded length.
   assert len(got) == 8
   np.testing.assert_allclose(got, sorted(lengths.values()), atol=1200)
-  # Resume: only the missing shard and a truncated one are written again.
+  # Resume: the missing shard, a truncated one and one damaged in place (same size: zeroed
+  # bytes inside, as a bad disk or copy leaves) are written again.
   os.remove(os.path.join(out, tfrecord_format.shard_name(1, 3)))
   truncated = os.path.join(out, tfrecord_format.shard_name(2, 3))
   with open(truncated, "r+b") as f:
     f.truncate(os.path.getsize(truncated) - 10)
+  zeroed = os.path.join(out, tfrecord_format.shard_name(0, 3))
+  with open(zeroed, "r+b") as f:
+    f.seek(os.path.getsize(zeroed) // 2)
+    f.write(bytes(64))
   again = subprocess.run([sys.executable, "-m", "cola_tf.data.make_tfrecords", "--manifest",
                           str(tmp_path / "m.csv"), "--out", out, "--shards", "3"],
                          cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
                          timeout=600)
   assert again.returncode == 0, again.stderr
-  assert "1 already written, 2 to write" in again.stdout, again.stdout
+  assert "0 already written, 3 to write" in again.stdout, again.stdout
   assert f"{tfrecord_format.shard_name(2, 3)}: " in again.stdout and "writing it again" in again.stdout
+  assert f"{tfrecord_format.shard_name(0, 3)}: its content differs" in again.stdout
   assert len(_lengths(tfrecord_source.TFRecordSource(os.path.join(out, "shard-*.tfrecord")))) == 8
   with pytest.raises(ValueError, match="no files match"):
     tfrecord_source.TFRecordSource(str(tmp_path / "nothing-*.tfrecord"))

