@@ -133,6 +133,7 @@ def test_every_task_type_and_two_models_in_one_work_folder(exports, tasks, tmp_p
   assert os.path.getmtime(done) == before
   assert "beeps_event: predictions done earlier" in out3
   assert "hear-validator: passed earlier" in out3  # once per model id
+  assert "embeddings: every task embedded earlier" in out3  # its runner not started
   assert _scores(out3) == lines
 
 

@@ -149,13 +149,18 @@ def _harness(model, view, out, work, task, task_names, grid, grid_points, model_
   folder = MODULE + suffix
   log_dir = os.path.join(work, "logs", os.path.basename(out))
   _validate_once(model, env, log_dir, work)
-  hear_process.run_logged(
-      [py, "-m", "heareval.embeddings.runner", MODULE, "--model", model, "--tasks-dir", view,
-       "--embeddings-dir", out, "--task", task, "--model-options", json.dumps(model_options)],
-      embeddings_env(env, tf.config.list_physical_devices("GPU")),
-      os.path.join(log_dir, f"embeddings{suffix}.log"),
-      "embeddings", EmbeddingProgress(view, task_names, os.path.join(out, folder)), cwd=work)
   embedded = [os.path.join(out, folder, name) for name in task_names]
+  if all(os.path.exists(os.path.join(t, ".done.embeddings")) for t in embedded):
+    # heareval's runner would skip every task too, after 20-40 s of starting up.
+    hear_tasks.log(f"embeddings: every task embedded earlier ({os.path.join(out, folder)})")
+  else:
+    hear_process.run_logged(
+        [py, "-m", "heareval.embeddings.runner", MODULE, "--model", model, "--tasks-dir",
+         view, "--embeddings-dir", out, "--task", task, "--model-options",
+         json.dumps(model_options)],
+        embeddings_env(env, tf.config.list_physical_devices("GPU")),
+        os.path.join(log_dir, f"embeddings{suffix}.log"),
+        "embeddings", EmbeddingProgress(view, task_names, os.path.join(out, folder)), cwd=work)
   for task_dir in embedded:
     _forget_stale_predictions(task_dir, {"grid": grid, "grid_points": grid_points})
   log_path = os.path.join(log_dir, f"predictions{suffix}.log")
