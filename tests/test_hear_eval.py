@@ -266,3 +266,28 @@ def test_help_and_a_busy_work_folder_answer_before_tensorflow_starts(tmp_path):
       ["--model", str(tmp_path / "m"), "--tasks", str(tmp_path / "t"), "--work", str(work)], env)
   assert code == 2 and "is in use by another hear_eval" in out and not tensorflow, out
   assert not [line for line in out.splitlines() if any(s in line for s in TF_START_UP)], out
+
+
+def test_embedding_eta_is_timed_from_the_runner_s_first_clip(tmp_path):
+  """100 clips; the runner starts up for 30 s, then writes 10 clips a second: 5 s after its
+  first clip, 49 left, the ETA is 4 s (timed from the launch, 51 clips in 35 s: 34 s)."""
+  view, out = tmp_path / "view", tmp_path / "emb"
+  (view / "t" / "16000" / "test").mkdir(parents=True)
+  for i in range(100):
+    (view / "t" / "16000" / "test" / f"{i}.wav").write_bytes(b"")
+  (out / "t" / "test").mkdir(parents=True)
+  now = [0.0]
+  progress = hear_harness.EmbeddingProgress(str(view), ["t"], str(out), clock=lambda: now[0])
+
+  def written(n):
+    for i in range(n):
+      (out / "t" / "test" / f"{i}.embedding.npy").touch()
+
+  now[0] = 30.0
+  assert progress() == "0/100 clips"
+  written(1)
+  now[0] = 30.1
+  assert progress() == "1/100 clips"  # the first clip: the clock starts here
+  written(51)
+  now[0] = 35.1
+  assert progress() == "51/100 clips, ETA 0:00:04"  # 50 clips in 5 s: 49 left

@@ -94,18 +94,23 @@ def _forget_stale_predictions(task_dir, settings):
 
 class EmbeddingProgress:
   """`clips done / total, ETA` of heareval's embeddings runner, from the per-clip files it
-  writes (tasks finished earlier count as done)."""
+  writes (tasks finished earlier count as done). The rate is timed from the first clip this
+  run wrote: the runner's 20-40 s start-up made the first ETA ~3x too long."""
 
-  def __init__(self, view, task_names, embeddings):
+  def __init__(self, view, task_names, embeddings, clock=time.time):
     self.total = sum(len(glob.glob(os.path.join(view, name, "16000", "*", "*.wav")))
                      for name in task_names)
     self.pattern = os.path.join(embeddings, "*", "*", "*.embedding.npy")
-    self.started, self.first = time.time(), len(glob.glob(self.pattern))
+    self.first, self.clock, self.mark = len(glob.glob(self.pattern)), clock, None
 
   def __call__(self):
-    done = min(len(glob.glob(self.pattern)), self.total)
-    rate = (done - self.first) / max(time.time() - self.started, 1e-9)
-    eta = f", ETA {logs.format_seconds((self.total - done) / rate)}" if rate > 0 else ""
+    done, now = min(len(glob.glob(self.pattern)), self.total), self.clock()
+    if self.mark is None and done > self.first:
+      self.mark = (now, done)  # the runner is past its start-up
+    eta = ""
+    if self.mark is not None and done > self.mark[1] and now > self.mark[0]:
+      rate = (done - self.mark[1]) / (now - self.mark[0])
+      eta = f", ETA {logs.format_seconds((self.total - done) / rate)}"
     return f"{done}/{self.total} clips{eta}"
 
 
