@@ -231,6 +231,11 @@ def test_fast_embeddings_are_close_to_exact_and_do_not_depend_on_pieces(trained,
   np.testing.assert_array_equal(te.numpy(), tf_.numpy())
   assert np.median(_cosines(e, f)) > 0.9
   assert _cosines(e, f).max() < 1 - 1e-4  # not the exact path under another name
+  # Per frame position (docs/hear.md's bound): the clip's first and last 3 frames >= 0.95,
+  # every frame >= 0.7 (measured on this export's kind of audio: >= 0.98 and 0.75).
+  by_position = np.asarray(_cosines(e, f)).reshape(2, -1).min(axis=0)
+  assert by_position[:3].min() >= 0.95 and by_position[-3:].min() >= 0.95, by_position
+  assert by_position.min() >= 0.7, by_position
   assert _cosines(hear_module.get_scene_embeddings(audio, exact),
                   hear_module.get_scene_embeddings(audio, fast)).min() > 0.9
   frontend, model, window, _, _ = export_lib.load_trained(model_dir)

@@ -96,20 +96,25 @@ class EncoderFrames:
 
   def _frame_map(self, features):
     """Trunk frames of features [batch, frames, mels], pooled over frequency: [batch,
-    frames / stride (rounded up to a call), 1, channels], `frames_per_call` at a time."""
+    frames / stride (rounded up), 1, channels], `frames_per_call` at a time. Each piece
+    takes `margin` frames of real context on its inner sides; the clip's own ends get none,
+    as an exact window's trunk sees only its padding there (and a short clip is encoded
+    once, with no margin's worth of extra frames)."""
     stride, margin = self.stride, self.margin
     batch, frames = tf.shape(features)[0], tf.shape(features)[1]
+    total = (frames + stride - 1) // stride * stride
     per_call = tf.maximum(self.frames_per_call // batch // stride * stride, stride)
-    per_call = tf.minimum(per_call, (frames + stride - 1) // stride * stride)
-    calls = (frames + per_call - 1) // per_call
-    padded = tf.pad(features, [[0, 0], [margin, calls * per_call - frames + margin], [0, 0]])
+    per_call = tf.minimum(per_call, total)
+    calls = (total + per_call - 1) // per_call
+    padded = tf.pad(features, [[0, 0], [0, total - frames], [0, 0]])
     out = tf.TensorArray(tf.float32, size=calls, infer_shape=False,
                          element_shape=tf.TensorShape([None, None, 1, None]))
     for i in tf.range(calls):
-      piece = padded[:, i * per_call:(i + 1) * per_call + 2 * margin]
-      trunk_frames = self.reduce_frequency(tf.cast(self.trunk(piece, training=False),
-                                                   tf.float32))
-      kept = trunk_frames[:, margin // stride:(margin + per_call) // stride]
+      lo, hi = i * per_call, tf.minimum((i + 1) * per_call, total)
+      first, last = tf.maximum(lo - margin, 0), tf.minimum(hi + margin, total)
+      trunk_frames = self.reduce_frequency(tf.cast(
+          self.trunk(padded[:, first:last], training=False), tf.float32))
+      kept = trunk_frames[:, (lo - first) // stride:(hi - first) // stride]
       out = out.write(i, tf.transpose(kept, [1, 0, 2, 3]))
     return tf.transpose(out.concat(), [1, 0, 2, 3])
 
