@@ -75,11 +75,24 @@ class EncoderFrames:
     reflect = fe.reflect_samples()
     tail = self.window_samples + (self.window_frames + 1) * hop + reflect + fe.window_length
     signal = tf.pad(audio, [[0, 0], [front_pad + reflect, tail]])
-    mel = fe.valid_mel_power(signal, num_frames, STFT_FRAMES_PER_CALL)
+    mel = self._mel_power(signal, num_frames, front_pad + reflect, tf.shape(audio)[1])
     context = self._context_sum_squares(signal[:, reflect:], num_frames)
     frame_map = self._frame_map(fe.sliding_features(mel, context, self.window_frames))
     return self._pool_windows(frame_map, starts // hop + self.window_frames // 2,
                               tf.shape(audio)[0])
+
+  def _mel_power(self, signal, num_frames, audio_start, audio_length):
+    """`valid_mel_power` of `signal`'s first num_frames frames, computed only for the frames
+    that overlap the audio at [audio_start, audio_start + audio_length): the others lie in
+    the zero padding, whose power is exactly 0 (half a window at each end of a timestamp
+    clip: a third of a 2 s clip's STFT)."""
+    fe = self._frontend
+    hop = fe.hop_length
+    first = tf.clip_by_value((audio_start - fe.window_length) // hop + 1, 0, num_frames)
+    last = tf.clip_by_value((audio_start + audio_length + hop - 1) // hop,
+                            tf.minimum(first + 1, num_frames), num_frames)
+    mel = fe.valid_mel_power(signal[:, first * hop:], last - first, STFT_FRAMES_PER_CALL)
+    return tf.pad(mel, [[0, 0], [first, num_frames - last], [0, 0]])
 
   def _context_sum_squares(self, padded, num_frames):
     """[batch, num_frames]: the sum of squares of each frame's window: the one whose centre
