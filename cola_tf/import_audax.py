@@ -20,6 +20,7 @@ import official.modeling.optimization  # noqa: F401  (before gin parses the conf
 import tensorflow as tf
 
 from cola_tf import logs
+from cola_tf.export import command
 from cola_tf.export import from_audax
 from cola_tf.runtime import distribute
 
@@ -37,14 +38,11 @@ def main(argv=None):
     logs.log(f"error: import_audax: {a.output} exists; pass --overwrite to replace it",
              error=True)
     return 2
-  try:
-    meta = from_audax.write_export(a.checkpoint, a.gin_file, a.gin_param, a.output)
-  except (ValueError, SyntaxError) as e:  # a checkpoint, or a gin file or binding
-    logs.log(f"error: {e}", error=True)
-    return 2
-  except (OSError, tf.errors.OpError) as e:
-    logs.log(f"error: writing {a.output} failed: {' '.join(str(e).split())}", error=True)
-    return 1
+  meta, code = command.write_for_command(
+      lambda: from_audax.write_export(a.checkpoint, a.gin_file, a.gin_param, a.output),
+      a.output, setting_errors=(ValueError, SyntaxError))  # SyntaxError: a gin file's
+  if code:
+    return code
   logs.log(f"exported audax's {meta['encoder']} (step {meta['training_step']}, "
            f"{meta['embedding_size']}-d embeddings) to {a.output}")
   return 0

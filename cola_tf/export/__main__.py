@@ -11,7 +11,6 @@ Errors are one line: exit 2 for arguments and settings, 1 for a failure while wr
 """
 import argparse
 import os
-import signal
 import sys
 
 from cola_tf.runtime import preemption  # first: its signal thread must exist before TensorFlow's
@@ -22,6 +21,7 @@ import tensorflow as tf  # noqa: E402
 
 from cola_tf.runtime import distribute
 from cola_tf import logs
+from cola_tf.export import command
 from cola_tf.export.frozen_encoder import check_export_request
 from cola_tf.export.frozen_encoder import export
 
@@ -43,19 +43,11 @@ def main(argv=None):
   except ValueError as e:
     logs.log(f"error: {e}", error=True)
     return 2
-  try:
-    meta = export(a.model_dir, output, a.checkpoint, random_init_seed=a.random_init_seed)
-  except KeyboardInterrupt:  # SIGTERM / SIGINT: the staging folder is already removed
-    signum = preemption.interrupted_by() or signal.SIGINT
-    logs.log(f"stopped on {signal.Signals(signum).name}: {output} is left as it was",
-             error=True)
-    return 128 + signum
-  except (ValueError, tf.errors.NotFoundError) as e:
-    logs.log(f"error: {e}", error=True)
-    return 2
-  except (OSError, tf.errors.OpError) as e:
-    logs.log(f"error: writing {output} failed: {' '.join(str(e).split())}", error=True)
-    return 1
+  meta, code = command.write_for_command(
+      lambda: export(a.model_dir, output, a.checkpoint, random_init_seed=a.random_init_seed),
+      output, setting_errors=(ValueError, tf.errors.NotFoundError))
+  if code:
+    return code
   logs.log(f"exported {meta['encoder']} at step {meta['training_step']} "
            f"({meta['embedding_size']}-d embeddings) to {output}")
   return 0

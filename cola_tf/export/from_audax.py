@@ -17,6 +17,7 @@ import re
 import gin
 import msgpack
 import numpy as np
+import tf_keras
 
 from cola_tf import logs
 from cola_tf.export import frozen_encoder
@@ -32,7 +33,8 @@ def _array(data):
   if dtype == "bfloat16":  # audax's bf16 parameters (ml_dtypes comes with TensorFlow)
     import ml_dtypes  # pylint: disable=import-outside-toplevel
     dtype = ml_dtypes.bfloat16
-  return np.frombuffer(buffer, dtype=dtype).reshape(shape).astype(np.float32)
+  # float32 arrays stay views of the file's bytes (no copy: a ConvNeXt-L state is ~2.4 GB).
+  return np.frombuffer(buffer, dtype=dtype).reshape(shape).astype(np.float32, copy=False)
 
 
 def _ext_hook(code, data):
@@ -176,7 +178,6 @@ def _encoder_layers(encoder):
       raise ValueError(f"import_audax: expected one keras.applications backbone in "
                        f"{encoder.name}, found {len(backbone)}")
     # The input normalisation (mean 0, variance 1: the identity) has no audax counterpart.
-    import tf_keras  # pylint: disable=import-outside-toplevel
     return ([layer for layer in backbone[0].layers
              if not isinstance(layer, tf_keras.layers.Normalization)],
             _efficientnet_map(backbone[0]))

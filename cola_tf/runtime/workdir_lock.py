@@ -95,6 +95,7 @@ class ModelDirLock:
     """user: who holds such locks, the flag naming the folder, and what makes it fail at once
     instead of waiting (hear_eval locks its --work with this class too)."""
     self.path = os.path.join(model_dir, LOCK_FILE)
+    self._remote = "://" in self.path  # files.is_url (that module starts TensorFlow)
     self._user, self._flag, self._no_wait = user
     self.me = identity()
     self._log, self._wait, self._poll_s = log, wait, poll_s
@@ -106,7 +107,7 @@ class ModelDirLock:
 
   def _read(self):
     try:
-      if "://" not in self.path:
+      if not self._remote:
         with open(self.path) as f:
           return json.load(f)
       import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -187,7 +188,7 @@ class ModelDirLock:
     if self._thread is not None:
       self._thread.join(timeout=5)
     if self._mine(self._read()):
-      if "://" in self.path:
+      if self._remote:
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
         tf.io.gfile.remove(self.path)
       else:
