@@ -28,6 +28,13 @@ compare = _module("compare")
 inputs = compare.inputs
 
 
+@pytest.fixture(autouse=True)
+def _gin_cleared(clean_gin):
+  """compare.load and the import command parse a recipe config: none of it may outlive a
+  test (another test's build_encoder would get ConvNeXt's bindings)."""
+  yield
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_imported_checkpoint_computes_what_audax_computes(name):
   model, frontend, audax = compare.load(name)
