@@ -82,10 +82,22 @@ def _all_layers(model):
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(EXPERIMENT, "ablations", "*.gin"))),
                          ids=os.path.basename)
-def test_experiment_ablations_parse_on_the_recipe_arm(path, clean_gin):
+def test_experiment_ablations_parse_on_their_arm(path, clean_gin):
   with open(path) as f:
     assert f.readline().startswith("# ablation: ")
-  configuration.parse_gin([os.path.join(EXPERIMENT, "recipe_arm.gin"), path], [], None)
+    convnext_only = f.readline().strip() == "# encoder: convnext"
+  arm = "convnext_arm.gin" if convnext_only else "recipe_arm.gin"
+  configuration.parse_gin([os.path.join(EXPERIMENT, arm), path], [], None)
+
+
+def test_convnext_only_ablations_are_left_out_of_other_arms():
+  sys.path.insert(0, EXPERIMENT)
+  import run  # pylint: disable=import-outside-toplevel  (experiments/generated_speech/run.py)
+  small = {name for name, _ in run.ablations("all", "cola recipe")}
+  convnext = {name for name, _ in run.ablations("all", "cola recipe ConvNeXt-atto")}
+  assert small < convnext and all("ConvNeXt" in name for name in convnext - small)
+  assert [n for n, _ in run.ablations("10", "cola recipe")] == [
+      "ConvNeXt layer-scale init 0.1 (not 1e-6)"]  # named explicitly: kept
 
 
 @pytest.mark.slow  # a process of its own

@@ -1,7 +1,7 @@
 r"""Does COLA pretraining help? A small, reproducible experiment on generated speech.
 
   python experiments/generated_speech/run.py [--out runs/generated_speech] [--steps 300]
-      [--seeds 3] [--arms A,B] [--ablations [1,7,..]] [--curves [--curve_steps 3000]
+      [--seeds 3] [--arms A,B] [--ablations [1,7,..] [--ablation_arm A]] [--curves [--curve_steps 3000]
       [--eval_every 250] [--curve_arms A,B,C]] [--no_heareval] [--heareval_epochs 100]
   (experiments/generated_speech/run.sh runs it after the set-up.)
 
@@ -25,9 +25,10 @@ r"""Does COLA pretraining help? A small, reproducible experiment on generated sp
    two tasks: keyword (35 words, speaker-disjoint) and speaker identification (same
    speakers, disjoint clips). For keywords also heareval's linear probe (hear-validator ->
    embeddings -> predictions runners) on the first seed of each arm and of random init.
-5. With --ablations (about 2.5 minutes per variant more), on `cola recipe` (one seed each):
-   one gin file per variant in ablations/ (its `# ablation:` line names it), parsed after
-   the arm's.
+5. With --ablations (about 2.5 minutes per variant more on the small CNN), on
+   `--ablation_arm` (default `cola recipe`; one seed each): one gin file per variant in
+   ablations/ (its `# ablation:` line names it; `# encoder: convnext` on the second line
+   marks ConvNeXt-only ones, which `all` leaves out on other arms), parsed after the arm's.
 6. With --curves, each arm also pretrains once for --curve_steps with the trainer's online
    evaluation every --eval_every steps on the keyword and speaker tasks (curves.py):
    OUT/learning_curves.png and .csv, with the log-mel baseline and each arm's random init
@@ -70,6 +71,7 @@ ARMS = {  # name -> gin file; all pretrain on the unlabeled clips + the train sp
     "cola recipe": os.path.join(HERE, "recipe_arm.gin"),
     "cola recipe ConvNeXt-atto": os.path.join(HERE, "convnext_arm.gin"),
     "cola tuned": os.path.join(HERE, "tuned_arm.gin"),
+    "cola tuned ConvNeXt-atto": os.path.join(HERE, "convnext_tuned_arm.gin"),
 }
 # ConvNeXt-atto runs ~2x slower than the small CNN and learned nothing useful at the
 # recipe's settings in 3000 steps (docs/results.md): named with --arms, not by default.
@@ -86,18 +88,23 @@ HEAR_PROBE_GRID = {"batch_size": [64], "max_epochs": [100], "patience": [20],
 ABLATIONS_DIR = os.path.join(HERE, "ablations")
 
 
-def ablations(only="all"):
+def ablations(only="all", arm=None):
   """[(name, gin file)] in file-name order; the name is the file's `# ablation:` line.
-  `only`: 'all', or comma-separated file-name prefixes (numbers: '1,7')."""
+  `only`: 'all', or comma-separated file-name prefixes (numbers: '1,7'). A file whose second
+  line is `# encoder: convnext` sets ConvNeXt options: with 'all' it is left out of an arm
+  without ConvNeXt in its name."""
   found = []
   prefixes = None if only == "all" else [f"{p.strip()}_" for p in only.split(",")]
   for path in sorted(glob.glob(os.path.join(ABLATIONS_DIR, "*.gin"))):
     if prefixes and not os.path.basename(path).startswith(tuple(prefixes)):
       continue
     with open(path) as f:
-      first = f.readline()
+      first, second = f.readline(), f.readline()
     if not first.startswith("# ablation: "):
       raise SystemExit(f"[experiment] {path}: the first line must be '# ablation: NAME'")
+    if (second.strip() == "# encoder: convnext" and not prefixes and arm is not None
+        and "ConvNeXt" not in arm):
+      continue
     found.append((first[len("# ablation: "):].strip(), path))
   return found
 
@@ -292,9 +299,9 @@ def training_history(model_dir):
   return [(s, d.get("loss"), d.get("contrastive_accuracy")) for s, d in sorted(values.items())]
 
 
-def _final_accuracy(run_dirs, variant):
+def _final_accuracy(run_dirs, variant, arm):
   """The last logged contrastive accuracy of an ablation's pretraining run, as text."""
-  name = f"{ABLATION_ARM} seed0" if variant.startswith("none") else f"ablation: {variant}"
+  name = f"{arm} seed0" if variant.startswith("none") else f"ablation: {variant}"
   history = training_history(run_dirs[name]) if name in run_dirs else []
   return f"{history[-1][2]:.3f}" if history and history[-1][2] is not None else "-"
 
@@ -313,7 +320,8 @@ def summarise(rows):
           for k, v in table.items()}
 
 
-def write_outputs(out, rows, runs, groups, ablation_rows, words, speakers):
+def write_outputs(out, rows, runs, groups, ablation_rows, words, speakers,
+                  ablation_arm=ABLATION_ARM):
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
@@ -362,7 +370,7 @@ def write_outputs(out, rows, runs, groups, ablation_rows, words, speakers):
                          ("below random init" if mean < r_mean else "within the seed spread")))
   lines += verdicts
   if ablation_rows:
-    lines += ["", f"Ablations (on {ABLATION_ARM}, pretraining seed 0 each; linear probe test "
+    lines += ["", f"Ablations (on {ablation_arm}, pretraining seed 0 each; linear probe test "
               "top-1; the pretraining run's final in-batch contrastive accuracy):", "",
               "| change | keyword | speaker | contrastive acc. |", "|---|---|---|---|"]
     by_variant = {}
@@ -371,7 +379,7 @@ def write_outputs(out, rows, runs, groups, ablation_rows, words, speakers):
     for variant, accs in by_variant.items():
       lines.append(f"| {variant} | {accs.get('keyword', float('nan')):.3f} | "
                    f"{accs.get('speaker', float('nan')):.3f} | "
-                   f"{_final_accuracy(dict(runs), variant)} |")
+                   f"{_final_accuracy(dict(runs), variant, ablation_arm)} |")
   with open(os.path.join(out, "results.md.tmp"), "w") as f:
     f.write("\n".join(lines) + "\n")
   os.replace(os.path.join(out, "results.md.tmp"), os.path.join(out, "results.md"))
@@ -428,6 +436,9 @@ def main(argv=None):
   p.add_argument("--probe_epochs", type=int, default=PROBE_SETTINGS["epochs"])
   p.add_argument("--ablations", nargs="?", const="all", default=None,
                  help="also run the ablations (all, or the numbered files given: 1,7)")
+  p.add_argument("--ablation_arm", default=ABLATION_ARM,
+                 help=f"the arm the ablations change (default: {ABLATION_ARM}); it must be "
+                      "one of --arms (its seed 0 is the ablations' reference)")
   p.add_argument("--curves", action="store_true",
                  help="also pretrain each arm once for --curve_steps with online evaluation "
                       "every --eval_every steps: learning_curves.png / .csv")
@@ -447,6 +458,8 @@ def main(argv=None):
     if unknown:
       p.error(f"{flag}: unknown {unknown}; choose from {list(ARMS)}")
   arms = {n: ARMS[n] for n in a.arms.split(",")}
+  if a.ablations and a.ablation_arm not in arms:
+    p.error(f"--ablation_arm {a.ablation_arm!r} must be one of --arms ({a.arms})")
   curve_arms = {n: ARMS[n] for n in (a.curve_arms or a.arms).split(",")}
   started = time.time()
   out = os.path.abspath(a.out)
@@ -490,13 +503,13 @@ def main(argv=None):
 
   ablation_rows = []
   if a.ablations:
-    base = f"{ABLATION_ARM} seed0"
+    base = f"{a.ablation_arm} seed0"
     for task in TASKS:
       ablation_rows.append(("none: the arm as configured (seed 0)", 0, task,
                             probes[(base, task)]))
     ablation_encoders = []
-    for variant, gin_file in ablations(a.ablations):
-      model_dir = pretrain(out, f"ablation {variant}", [ARMS[ABLATION_ARM], gin_file], manifest,
+    for variant, gin_file in ablations(a.ablations, a.ablation_arm):
+      model_dir = pretrain(out, f"ablation {variant}", [ARMS[a.ablation_arm], gin_file], manifest,
                            0, a.steps)
       runs.append((f"ablation: {variant}", model_dir))
       ablation_encoders.append((f"ablation {variant}", os.path.join(model_dir, "export")))
@@ -506,7 +519,7 @@ def main(argv=None):
   groups = ["log-mel mean/std"] + [g for arm in arms for g in (random_group(arm), arm)]
   words = len(speech_commands.keyword_task(os.path.join(data, "speech_commands"))[0])
   speakers = len(speech_commands.speaker_task(os.path.join(data, "speech_commands"))[0])
-  write_outputs(out, rows, runs, groups, ablation_rows, words, speakers)
+  write_outputs(out, rows, runs, groups, ablation_rows, words, speakers, a.ablation_arm)
   with open(os.path.join(out, "results.md")) as f:
     print("\n" + f.read(), flush=True)
   log(f"done in {(time.time() - started) / 60:.1f} min: {out}/results.md, results.csv, "
