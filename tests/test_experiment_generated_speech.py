@@ -16,11 +16,13 @@ pytestmark = [
     pytest.mark.skipif(not shutil.which("espeak-ng"),
                        reason="the experiment's corpus needs espeak-ng (setup.sh)")]
 
-# One arm in the table (2 seeds), the other in the curves, one ablation: each stage once,
-# at the least cost (the suite's time; the arms' files all parse in test_gin_configs).
+# One arm in the table (2 seeds; its curve run, as long, is its seed 0), the other in the
+# curves, one ablation: each stage once, at the least cost (the suite's time; the arms'
+# files all parse in test_gin_configs).
 TOY = ["--speakers", "8", "--words", "4", "--takes", "3", "--unlabeled", "12", "--steps", "6",
        "--seeds", "2", "--probe_epochs", "5", "--ablations", "7", "--arms", "cola recipe",
-       "--curves", "--curve_arms", "cola tuned", "--curve_steps", "8", "--eval_every", "4",
+       "--curves", "--curve_arms", "cola recipe,cola tuned", "--curve_steps", "6",
+       "--eval_every", "4",
        "--heareval_epochs", "4"]
 
 
@@ -54,14 +56,17 @@ def test_toy_experiment_writes_results_and_resumes(tmp_path):
   with open(os.path.join(run, "operative_config.gin")) as f:
     config = f.read()
   assert "train.cpu_replicas = 2" in config and "train.negatives = 'global'" in config
+  assert os.path.isdir(os.path.join(out, "runs", "cola_recipe_curve"))
+  assert not os.path.exists(os.path.join(out, "runs", "cola_recipe_seed0"))  # the curve run
   with open(os.path.join(out, "runs", "cola_tuned_curve", "operative_config.gin")) as f:
     config = f.read()
   assert "ColaModel.similarity = 'cosine'" in config and "build_encoder.pooling = 'mean_std'" in config
   assert "LogMelFrontend.normalization = 'per_window'" in config
-  # Learning curves: online evaluation at 0, 4 and 8 steps, on both tasks.
+  # Learning curves: online evaluation at 0, 4 and 6 steps, on both tasks, both arms.
   with open(os.path.join(out, "learning_curves.csv")) as f:
     curve = list(csv.DictReader(f))
-  assert {(r["arm"], r["step"]) for r in curve} == {("cola tuned", s) for s in ("0", "4", "8")}
+  assert {(r["arm"], r["step"]) for r in curve} == {
+      (arm, s) for arm in ("cola recipe", "cola tuned") for s in ("0", "4", "6")}
   assert {r["task"] for r in curve} == {"keyword", "speaker"}
   # Every stage is on disk: a rerun trains nothing and reports the same numbers.
   again = subprocess.run(cmd, cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
@@ -70,6 +75,20 @@ def test_toy_experiment_writes_results_and_resumes(tmp_path):
   assert "done earlier" in again.stdout and "| loss" not in again.stdout
   with open(os.path.join(out, "results.csv")) as f:
     assert list(csv.DictReader(f)) == rows
+
+
+def test_prior_curves_are_the_arms_not_run_again(tmp_path):
+  sys.path.insert(0, os.path.join(REPO, "experiments", "generated_speech"))
+  import curves  # pylint: disable=import-outside-toplevel
+  path = tmp_path / "learning_curves.csv"
+  path.write_text("arm,step,task,metric,value\na,0,keyword,knn_top1,0.1\n"
+                  "b,250,speaker,linear_top1,0.5\n")
+  assert curves.read_prior(str(path), ["a"]) == [
+      ("b (earlier run)", 250, "speaker", "linear_top1", 0.5)]
+  assert curves.read_prior(None, ["a"]) == []
+  path.write_text("step,value\n0,1\n")
+  with pytest.raises(SystemExit, match=f"{path}: not a learning_curves.csv"):
+    curves.read_prior(str(path), [])
 
 
 def test_sigterm_to_the_experiment_reaches_its_child_and_stops_both(tmp_path):

@@ -38,7 +38,8 @@ def test_every_seed_config_is_present():
 @pytest.mark.parametrize("path", GIN_FILES, ids=os.path.basename)
 def test_gin_file_parses_and_builds(path, clean_gin):
   variant = os.path.basename(os.path.dirname(path)) == "variants"  # added after a config
-  configuration.parse_gin(["tiny"] * variant + [path], [], None)
+  base = "convnext_tiny" if os.path.basename(path).startswith("convnext_") else "tiny"
+  configuration.parse_gin([base] * variant + [path], [], None)
   frontend = frontend_lib.LogMelFrontend()
   shape = configuration.model_input_shape(frontend, gin.query_parameter("train.crop_seconds"))
   assert shape == (100, 64)
@@ -163,6 +164,19 @@ def test_the_shipped_variant_sets_what_it_names(clean_gin):
   model = model_lib.ColaModel(encoder=encoders.build_encoder(input_shape=(100, 64)))
   assert model.similarity == "cosine" and model.temperature == pytest.approx(0.1)
   assert model.encoder.output_shape[-1] == 2 * 192  # small_cnn's 192 channels, mean and std
+
+
+def test_the_convnext_cpu_variant_composes_with_the_recipe_configs(clean_gin):
+  """gin/variants/convnext_cpu.gin after convnext_tiny.gin: the tuned variant's three changes,
+  blocks whose layer scales start at 0.1, and 4x the recipe's base rate."""
+  configuration.parse_gin(["convnext_tiny", "convnext_cpu"], [], None)
+  assert frontend_lib.LogMelFrontend().normalization == "per_window"
+  model = model_lib.ColaModel(encoder=encoders.build_encoder(input_shape=(100, 64)))
+  assert model.similarity == "cosine" and model.encoder.name == "convnext_tiny"
+  scales = [w for w in model.encoder.weights if "layer_scale" in w.name]
+  assert scales and all(float(tf_keras.backend.get_value(w).max()) == pytest.approx(0.1)
+                        for w in scales)
+  assert gin.query_parameter("build_adamw.learning_rate") == pytest.approx(4e-3)
 
 
 def test_benchmark_tables_come_from_the_registry_and_the_shipped_configs():

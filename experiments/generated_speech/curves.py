@@ -40,8 +40,23 @@ def logmel_levels(data):
   return ev.score(features, np.ones(len(ev.paths), bool))
 
 
-def write(out, curve_runs, levels):
-  """curve_runs: [(arm, model_dir)]; levels: logmel_levels(). Writes the CSV and the plot."""
+def read_prior(path, running):
+  """Rows (arm, step, task, metric, value) of an earlier learning_curves.csv for the arms not
+  in `running`, each arm renamed '<arm> (earlier run)'; [] when path is None."""
+  if path is None:
+    return []
+  with open(path, newline="") as f:
+    reader = csv.DictReader(f)
+    if reader.fieldnames != ["arm", "step", "task", "metric", "value"]:
+      raise SystemExit(f"[experiment] {path}: not a learning_curves.csv (columns "
+                       f"{reader.fieldnames})")
+    return [(f"{r['arm']} (earlier run)", int(r["step"]), r["task"], r["metric"],
+             float(r["value"])) for r in reader if r["arm"] not in running]
+
+
+def write(out, curve_runs, levels, prior_rows=()):
+  """curve_runs: [(arm, model_dir)]; levels: logmel_levels(); prior_rows: read_prior().
+  Writes the CSV (this run's arms) and the plot (with the prior arms, dashed)."""
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
@@ -57,12 +72,16 @@ def write(out, curve_runs, levels):
   for i, task in enumerate(TASKS):
     for j, metric in enumerate(METRICS):
       ax = axes[i][j]
-      for k, (arm, _) in enumerate(curve_runs):
-        points = sorted((s, v) for a, s, t, m, v in rows if (a, t, m) == (arm, task, metric))
+      arms = [arm for arm, _ in curve_runs] + list(dict.fromkeys(r[0] for r in prior_rows))
+      for k, arm in enumerate(arms):
+        points = sorted((s, v) for a, s, t, m, v in list(rows) + list(prior_rows)
+                        if (a, t, m) == (arm, task, metric))
         if not points:
           continue
-        ax.plot([p[0] for p in points], [p[1] for p in points], color=colors[k], label=arm)
-        ax.axhline(points[0][1], color=colors[k], linestyle=":", linewidth=1)  # random init
+        ax.plot([p[0] for p in points], [p[1] for p in points], color=colors[k % len(colors)],
+                label=arm, linestyle="--" if k >= len(curve_runs) else "-")
+        ax.axhline(points[0][1], color=colors[k % len(colors)], linestyle=":",
+                   linewidth=1)  # random init
       if (task, metric) in levels:
         ax.axhline(levels[(task, metric)], color="black", linestyle="--", label="log-mel mean/std")
       ax.set_title(f"{task}: {metric.replace('_top1', '')} top-1", fontsize=9)

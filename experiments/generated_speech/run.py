@@ -30,7 +30,10 @@ r"""Does COLA pretraining help? A small, reproducible experiment on generated sp
    ablations/ (its `# ablation:` line names it; `# encoder: convnext` on the second line
    marks ConvNeXt-only ones, which `all` leaves out on other arms), parsed after the arm's.
 6. With --curves, each arm also pretrains once for --curve_steps with the trainer's online
-   evaluation every --eval_every steps on the keyword and speaker tasks (curves.py):
+   evaluation every --eval_every steps on the keyword and speaker tasks (curves.py); when
+   --curve_steps equals --steps, an arm's curve run is also its seed-0 run (the same
+   config, evaluation on). `--prior_curves CSV` also draws the arms of an earlier run's
+   learning_curves.csv that are not run now (labelled as earlier).
    OUT/learning_curves.png and .csv, with the log-mel baseline and each arm's random init
    drawn as levels.
 
@@ -72,6 +75,7 @@ ARMS = {  # name -> gin file; all pretrain on the unlabeled clips + the train sp
     "cola recipe ConvNeXt-atto": os.path.join(HERE, "convnext_arm.gin"),
     "cola tuned": os.path.join(HERE, "tuned_arm.gin"),
     "cola tuned ConvNeXt-atto": os.path.join(HERE, "convnext_tuned_arm.gin"),
+    "cola ConvNeXt-atto CPU": os.path.join(HERE, "convnext_cpu_arm.gin"),
 }
 # ConvNeXt-atto runs ~2x slower than the small CNN and learned nothing useful at the
 # recipe's settings in 3000 steps (docs/results.md): named with --arms, not by default.
@@ -448,6 +452,8 @@ def main(argv=None):
                       f"{', '.join(DEFAULT_ARMS)})")
   p.add_argument("--curve_arms", default=None,
                  help="the arms of --curves (default: --arms)")
+  p.add_argument("--prior_curves", default=None,
+                 help="an earlier run's learning_curves.csv: its other arms are drawn too")
   p.add_argument("--eval_every", type=int, default=250)
   p.add_argument("--no_heareval", action="store_true")
   p.add_argument("--heareval_epochs", type=int, default=HEAR_PROBE_GRID["max_epochs"][0],
@@ -458,6 +464,8 @@ def main(argv=None):
     if unknown:
       p.error(f"{flag}: unknown {unknown}; choose from {list(ARMS)}")
   arms = {n: ARMS[n] for n in a.arms.split(",")}
+  if a.prior_curves and not a.curves:
+    p.error("--prior_curves draws beside this run's curves: add --curves")
   if a.ablations and a.ablation_arm not in arms:
     p.error(f"--ablation_arm {a.ablation_arm!r} must be one of --arms ({a.arms})")
   curve_arms = {n: ARMS[n] for n in (a.curve_arms or a.arms).split(",")}
@@ -468,18 +476,23 @@ def main(argv=None):
   manifest = write_manifest(data)
   settings = fit.ProbeSettings(**{**PROBE_SETTINGS, "epochs": a.probe_epochs})
 
+  curve_runs = []
   if a.curves:
     curve_runs = [(arm, pretrain(out, f"{arm} curve", [gin_file], manifest, 0, a.curve_steps,
                                  curves.eval_params(data, a.eval_every)))
                   for arm, gin_file in curve_arms.items()]
-    curves.write(out, curve_runs, curves.logmel_levels(data))
+    curves.write(out, curve_runs, curves.logmel_levels(data),
+                 curves.read_prior(a.prior_curves, [arm for arm, _ in curve_runs]))
     log(f"learning curves: {out}/learning_curves.png, learning_curves.csv")
+  # The curve run of an arm is its seed-0 run when it trains as long: no second run.
+  seed0_runs = dict(curve_runs) if a.curve_steps == a.steps else {}
 
   runs, encoders = [], [("log-mel mean/std", None)]
   for arm, gin_file in arms.items():
     arm_runs = []
     for seed in range(a.seeds):
-      model_dir = pretrain(out, f"{arm} seed{seed}", [gin_file], manifest, seed, a.steps)
+      model_dir = (seed0_runs[arm] if seed == 0 and arm in seed0_runs else
+                   pretrain(out, f"{arm} seed{seed}", [gin_file], manifest, seed, a.steps))
       arm_runs.append((f"{arm} seed{seed}", model_dir))
       encoders.append((f"{arm} seed{seed}", os.path.join(model_dir, "export")))
     for seed in range(a.seeds):
