@@ -61,3 +61,15 @@ def test_trajectories_of_other_steps_are_refused():
   with pytest.raises(ValueError, match="same steps"):
     trajectory.differences(ours, shifted)
   assert np.all(trajectory.differences(ours, ours)["loss"] == 0)
+
+
+def test_speed_ratio_is_taken_at_each_sides_best_setting():
+  import speed  # pylint: disable=import-outside-toplevel
+  rows = [{"side": "ours", "encoder": "convnext_atto", "setting": "float32", "pairs_per_s": 100.0},
+          {"side": "ours", "encoder": "convnext_atto", "setting": "mixed_bfloat16",
+           "pairs_per_s": 40.0},
+          {"side": "audax", "encoder": "convnext_atto", "setting": "float32", "pairs_per_s": 10.0},
+          {"side": "audax", "encoder": "convnext_atto", "setting": "bfloat16", "pairs_per_s": 20.0}]
+  lines = speed.table(rows, 32, "a CPU")
+  assert "| convnext_atto | 100.00 / 40.00 | 10.00 / 20.00 | 5.0x |" in lines
+  assert "batch 32" in lines[0] and "a CPU" in lines[0]

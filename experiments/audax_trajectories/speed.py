@@ -8,7 +8,8 @@ process per measurement, one after the other (run it on an otherwise idle machin
       [--batch 32] [--out speed.json]
 
 Prints a table: pairs/s of each setting, each side's best, and ours / audax's at the best
-settings. Every row names the CPU (or GPU) it ran on. XLA stays off on our side (measured
+settings, under a line naming the CPU and each side's device (on a machine with a GPU and
+jax's CUDA wheel in the scratch environment, both sides run on the GPU). XLA stays off on our side (measured
 ~5x slower on CPU, docs/benchmarks.md); JAX always compiles with XLA.
 """
 import argparse
@@ -21,6 +22,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ENCODERS = ("convnext_atto", "convnext_tiny", "efficientnet_b0")
 OURS = ("float32", "mixed_bfloat16")
 AUDAX = ("float32", "bfloat16")
+
+
+def tf_device():
+  """Where our step runs: the GPU TensorFlow sees (then the comparison is on it), else 'CPU'."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  gpus = tf.config.list_physical_devices("GPU")
+  return f"GPU ({gpus[0].name})" if gpus else "CPU"
 
 
 def cpu_name():
@@ -62,7 +70,7 @@ def measure(a):
                         encoder, "--batch", str(a.batch), "--dtype", dtype, "--steps",
                         str(a.steps), "--repeats", str(a.repeats)], env)
       rows.append({"side": "audax", "encoder": encoder, "setting": dtype,
-                   "pairs_per_s": row["pairs_per_s"],
+                   "pairs_per_s": row["pairs_per_s"], "device": row["device"],
                    "compile_s": row["compile_and_first_step_s"]})
       print(f"audax {encoder:16s} {dtype:15s} {rows[-1]['pairs_per_s']:8.2f} pairs/s "
             f"(compile + first step {row['compile_and_first_step_s']:.0f} s)", flush=True)
@@ -95,7 +103,9 @@ def main():
   p.add_argument("--out", help="also write the rows as JSON here")
   a = p.parse_args()
   rows = measure(a)
-  device = cpu_name()
+  audax_devices = sorted({r["device"] for r in rows if r["side"] == "audax"})
+  device = (f"{cpu_name()}; ours on {tf_device()}, audax on jax device "
+            f"{', '.join(audax_devices)}")
   lines = table(rows, a.batch, device)
   print("\n".join(lines))
   if a.out:

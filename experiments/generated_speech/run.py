@@ -14,8 +14,10 @@ r"""Does COLA pretraining help? A small, reproducible experiment on generated sp
    `cola recipe` (recipe_arm.gin: tiny.gin's small CNN with the recipe as common.gin
    defines it: bilinear similarity, L2 waveform normalisation, noise on the positive, no
    log-mel normalisation), `cola recipe ConvNeXt-atto` (convnext_arm.gin: the same recipe
-   with the seed rows' encoder family at CPU scale) and `cola tuned` (tuned_arm.gin: cosine
-   similarity, per-window log-mel standardisation and statistics pooling on the small CNN).
+   with the seed rows' encoder family at CPU scale), `cola tuned` (tuned_arm.gin: cosine
+   similarity, per-window log-mel standardisation and statistics pooling on the small CNN),
+   `cola tuned ConvNeXt-atto` (the same three on ConvNeXt-atto) and `cola ConvNeXt-atto CPU`
+   (gin/variants/convnext_cpu.gin on ConvNeXt-atto: those three, layer scale 0.1, 4x rate).
 3. Controls: each arm's encoder at random initialisation (`--seeds` seeds, via
    `cola_tf.export --random_init_seed`; its frontend is the arm's) and the log-mel mean/std
    baseline.
