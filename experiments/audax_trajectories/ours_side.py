@@ -96,7 +96,13 @@ def main():
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     tf.config.threading.set_intra_op_parallelism_threads(a.threads)
     tf.config.threading.set_inter_op_parallelism_threads(a.threads)
-  run(a.run, a.name, a.steps)
+  if not os.path.isfile(os.path.join(a.run, trajectory.SETTINGS)):
+    raise SystemExit(f"[ours_side] {a.run}: no {trajectory.SETTINGS} (run record_batches.py)")
+  try:
+    run(a.run, a.name, a.steps)
+  except (ValueError, OSError) as e:  # no batches, no audax/checkpoint_0 yet, ...
+    # (record_batches.py, audax_side.py first)
+    raise SystemExit(f"[ours_side] {e}") from None
 
 
 if __name__ == "__main__":

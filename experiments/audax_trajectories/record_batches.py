@@ -100,9 +100,12 @@ def main():
   p.add_argument("--warmup_steps", type=int, default=500)
   p.add_argument("--seed", type=int, default=0, help="the pipeline's seed (crops, masks)")
   a = p.parse_args()
-  record(a.run, [os.path.abspath(f) for f in a.gin_file or [ARM]],
-         [f"MANIFEST = '{os.path.abspath(a.manifest)}'"] + a.gin_param, a.steps,
-         a.total_steps, a.warmup_steps, a.seed)
+  try:
+    record(a.run, [os.path.abspath(f) for f in a.gin_file or [ARM]],
+           [f"MANIFEST = '{os.path.abspath(a.manifest)}'"] + a.gin_param, a.steps,
+           a.total_steps, a.warmup_steps, a.seed)
+  except ValueError as e:  # a setting: one line naming it
+    raise SystemExit(f"[record_batches] {e}") from None
 
 
 if __name__ == "__main__":
