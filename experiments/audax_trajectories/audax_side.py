@@ -100,16 +100,10 @@ def run(run_dir, steps):
                              np.concatenate([anchors, positives])[..., None])
     replicated, metrics = p_step(replicated, batch)
     after = _norms(jax.tree_util.tree_map(lambda v: v[0], replicated.params))
-    rows.append({"step": step + 1, "loss": float(metrics["loss"][0]),
-                 "contrastive_accuracy": float(step_accuracy),
-                 "learning_rate": float(metrics["learning_rate"][0]),
-                 **after,
-                 "seconds": time.time() - started})
-    trajectory.write_csv(os.path.join(out, "trajectory.csv"), rows)
-    if step == 0 or (step + 1) % 10 == 0:
-      print(f"audax step {step + 1}/{steps}: loss {rows[-1]['loss']:.4f} "
-            f"acc {rows[-1]['contrastive_accuracy']:.3f} ({rows[-1]['seconds']:.0f} s)",
-            flush=True)
+    trajectory.record_step(out, rows, {
+        "step": step + 1, "loss": float(metrics["loss"][0]),
+        "contrastive_accuracy": float(step_accuracy),
+        "learning_rate": float(metrics["learning_rate"][0]), **after}, "audax", steps, started)
   checkpoints.save_checkpoint(out, flax.jax_utils.unreplicate(replicated), steps,
                               overwrite=True, keep=2)
   print(f"audax: {steps} steps in {time.time() - started:.0f} s -> {out}")

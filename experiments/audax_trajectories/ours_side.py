@@ -70,15 +70,10 @@ def run(run_dir, name, steps):
   rows, started = [], time.time()
   for step in range(steps):
     metrics = trainer.train(tf.constant(1))
-    rows.append({"step": step + 1, "loss": float(metrics["loss"]),
-                 "contrastive_accuracy": float(metrics["contrastive_accuracy"]),
-                 "learning_rate": float(schedule(step)), **norms(model),
-                 "seconds": time.time() - started})
-    trajectory.write_csv(os.path.join(out, "trajectory.csv"), rows)
-    if step == 0 or (step + 1) % 50 == 0:
-      print(f"{name} step {step + 1}/{steps}: loss {rows[-1]['loss']:.4f} "
-            f"acc {rows[-1]['contrastive_accuracy']:.3f} ({rows[-1]['seconds']:.0f} s)",
-            flush=True)
+    trajectory.record_step(out, rows, {
+        "step": step + 1, "loss": float(metrics["loss"]),
+        "contrastive_accuracy": float(metrics["contrastive_accuracy"]),
+        "learning_rate": float(schedule(step)), **norms(model)}, name, steps, started)
   frozen_encoder.save(frozen_encoder.FrozenEncoder(frontend, model.encoder, window),
                       os.path.join(out, "export"), {"training_step": steps})
   print(f"{name}: {steps} steps in {time.time() - started:.0f} s -> {out}")

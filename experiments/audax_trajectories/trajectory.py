@@ -4,6 +4,7 @@ CSV, and the comparison of two trajectories."""
 import csv
 import json
 import os
+import time
 
 import numpy as np
 
@@ -40,6 +41,15 @@ def write_csv(path, rows):
     writer.writeheader()
     writer.writerows({k: row[k] for k in COLUMNS} for row in rows)
   os.replace(path + ".tmp", path)
+
+
+def record_step(out_dir, rows, row, side, steps, started, every=25):
+  """Appends one step's row, rewrites out_dir/trajectory.csv, prints progress now and then."""
+  rows.append({**row, "seconds": time.time() - started})
+  write_csv(os.path.join(out_dir, "trajectory.csv"), rows)
+  if row["step"] == 1 or row["step"] % every == 0:
+    print(f"{side} step {row['step']}/{steps}: loss {row['loss']:.4f} "
+          f"acc {row['contrastive_accuracy']:.3f} ({rows[-1]['seconds']:.0f} s)", flush=True)
 
 
 def read_csv(path):
