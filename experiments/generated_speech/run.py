@@ -522,14 +522,18 @@ def main(argv=None):
     for task in TASKS:
       ablation_rows.append(("none: the arm as configured (seed 0)", 0, task,
                             probes[(base, task)]))
-    ablation_encoders = []
+    # On another arm than the default, runs and probes are named with it: one --out holds
+    # both arms' ablations without one reusing the other's run.
+    on_arm = "" if a.ablation_arm == ABLATION_ARM else f" on {a.ablation_arm}"
+    ablation_encoders, variant_of = [], {}
     for variant, gin_file in ablations(a.ablations, a.ablation_arm):
-      model_dir = pretrain(out, f"ablation {variant}", [ARMS[a.ablation_arm], gin_file], manifest,
-                           0, a.steps)
+      name = f"ablation {variant}{on_arm}"
+      model_dir = pretrain(out, name, [ARMS[a.ablation_arm], gin_file], manifest, 0, a.steps)
       runs.append((f"ablation: {variant}", model_dir))
-      ablation_encoders.append((f"ablation {variant}", os.path.join(model_dir, "export")))
+      ablation_encoders.append((name, os.path.join(model_dir, "export")))
+      variant_of[name] = variant
     for (name, task), acc in probe_all(out, data, ablation_encoders, settings).items():
-      ablation_rows.append((name.split(" ", 1)[1], 0, task, acc))
+      ablation_rows.append((variant_of[name], 0, task, acc))
 
   groups = ["log-mel mean/std"] + [g for arm in arms for g in (random_group(arm), arm)]
   words = len(speech_commands.keyword_task(os.path.join(data, "speech_commands"))[0])
