@@ -11,10 +11,7 @@ through the importer (RUN/exports/audax_init, RUN/exports/audax_final) and ours 
 its export; each probe's result is kept in RUN/probes and skipped when rerun.
 """
 import argparse
-import glob
-import json
 import os
-import re
 import sys
 
 import numpy as np
@@ -70,41 +67,25 @@ def draw(runs, path):
 
 
 def probe_exports(run_dir, corpus):
-  """{(encoder, task): test top-1} of audax's initial and final encoders and ours."""
+  """{(encoder, task): test top-1} of audax's initial and final encoders and ours, by the
+  generated-speech experiment's probe (its settings and cache layout)."""
   from cola_tf.export import from_audax  # pylint: disable=import-outside-toplevel
   from cola_tf.export import metadata  # pylint: disable=import-outside-toplevel
-  from cola_tf.probe import embedders  # pylint: disable=import-outside-toplevel
   from cola_tf.probe import fit  # pylint: disable=import-outside-toplevel
-  from cola_tf.probe import protocol  # pylint: disable=import-outside-toplevel
   sys.path.insert(0, os.path.join(HERE, "..", "generated_speech"))
   import run as generated_speech  # pylint: disable=import-outside-toplevel
   settings = trajectory.read_settings(run_dir)
   audax_dir = os.path.join(run_dir, "audax")
-  final = max(glob.glob(os.path.join(audax_dir, "checkpoint_*")),
-              key=lambda p: int(re.search(r"_(\d+)$", p).group(1)))
   exports = {"initialisation (both)": os.path.join(run_dir, "exports", "audax_init"),
              "audax's step": os.path.join(run_dir, "exports", "audax_final"),
              "ours": os.path.join(run_dir, "ours", "export")}
   for name, checkpoint in (("initialisation (both)", os.path.join(audax_dir, "checkpoint_0")),
-                           ("audax's step", final)):
+                           ("audax's step", from_audax.checkpoint_file(audax_dir))):
     if not metadata.is_export(exports[name]):
       from_audax.write_export(checkpoint, settings["gin_files"], settings["gin_params"],
                               exports[name])
-  probe_settings = fit.ProbeSettings(**generated_speech.PROBE_SETTINGS)
-  results = {}
-  for name, export in exports.items():
-    cache = {}
-    for task in generated_speech.TASKS:
-      report = os.path.join(run_dir, "probes", generated_speech.slug(name), task)
-      done = os.path.join(report, "results.json")
-      if not os.path.isfile(done):
-        protocol.run(embedders.ExportEmbedder(export), protocol.ProbeTask(corpus, task,
-                                                                          classes=35),
-                     settings=probe_settings, output=report, feature_cache=cache, verbose=False)
-      with open(done) as f:
-        results[(name, task)] = json.load(f)["test_accuracy"]
-      print(f"probe {name:24s} {task:8s} test top-1 {results[(name, task)]:.4f}", flush=True)
-  return results
+  return generated_speech.probe_all(run_dir, corpus, list(exports.items()),
+                                    fit.ProbeSettings(**generated_speech.PROBE_SETTINGS))
 
 
 def report_lines(runs, settings, probes):

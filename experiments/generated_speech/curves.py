@@ -69,13 +69,13 @@ def write(out, curve_runs, levels, prior_rows=()):
              os.path.join(out, "learning_curves.csv"))
   fig, axes = plt.subplots(len(TASKS), len(METRICS), figsize=(11, 7), squeeze=False)
   colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  drawn = list(rows) + list(prior_rows)
+  arms = [arm for arm, _ in curve_runs] + list(dict.fromkeys(r[0] for r in prior_rows))
   for i, task in enumerate(TASKS):
     for j, metric in enumerate(METRICS):
       ax = axes[i][j]
-      arms = [arm for arm, _ in curve_runs] + list(dict.fromkeys(r[0] for r in prior_rows))
       for k, arm in enumerate(arms):
-        points = sorted((s, v) for a, s, t, m, v in list(rows) + list(prior_rows)
-                        if (a, t, m) == (arm, task, metric))
+        points = sorted((s, v) for a, s, t, m, v in drawn if (a, t, m) == (arm, task, metric))
         if not points:
           continue
         ax.plot([p[0] for p in points], [p[1] for p in points], color=colors[k % len(colors)],

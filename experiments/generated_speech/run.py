@@ -239,9 +239,9 @@ def random_init_export(out, model_dir, seed):
   return output
 
 
-def probe_all(out, data, encoders, settings):
-  """{(encoder name, task): test accuracy} via cola_tf.linear_probe, cached in OUT/probes."""
-  root = os.path.join(data, "speech_commands")
+def probe_all(out, root, encoders, settings):
+  """{(encoder name, task): test accuracy} via cola_tf.linear_probe on the Speech Commands
+  tree `root`, cached in OUT/probes."""
   results = {}
   for name, export_dir in encoders:
     embedder, cache = None, {}
@@ -508,7 +508,7 @@ def main(argv=None):
   def seed_of(name):
     return int(name.rsplit(" seed", 1)[1]) if " seed" in name else 0
 
-  probes = probe_all(out, data, encoders, settings)
+  probes = probe_all(out, os.path.join(data, "speech_commands"), encoders, settings)
   rows = [(group_of(n), seed_of(n), t, acc) for (n, t), acc in probes.items()]
   if not a.no_heareval:
     firsts = {f"{arm} seed0" for arm in arms} | {f"{random_group(arm)} seed0" for arm in arms}
@@ -532,7 +532,8 @@ def main(argv=None):
       runs.append((f"ablation: {variant}", model_dir))
       ablation_encoders.append((name, os.path.join(model_dir, "export")))
       variant_of[name] = variant
-    for (name, task), acc in probe_all(out, data, ablation_encoders, settings).items():
+    for (name, task), acc in probe_all(out, os.path.join(data, "speech_commands"),
+                                       ablation_encoders, settings).items():
       ablation_rows.append((variant_of[name], 0, task, acc))
 
   groups = ["log-mel mean/std"] + [g for arm in arms for g in (random_group(arm), arm)]
