@@ -223,20 +223,37 @@ def test_speech_commands_splits_follow_the_lists(tmp_path):
     sources.SpeechCommandsSource(str(tmp_path), "train")
 
 
-@pytest.mark.slow  # a process of its own
-def test_tfrecord_writer_reader_and_resume(tmp_path):
+def _recording_pools(monkeypatch):
+  """The multiprocessing pools make_tfrecords opens from now on (a list, filled as they open)."""
+  import multiprocessing  # pylint: disable=import-outside-toplevel
+  pools = []
+  context = type(multiprocessing.get_context("spawn"))
+  make_pool = context.Pool
+  monkeypatch.setattr(context, "Pool", lambda self, *a, **k: pools.append(
+      make_pool(self, *a, **k)) or pools[-1])
+  return pools
+
+
+@pytest.mark.slow  # spawned workers, then a process of its own
+def test_tfrecord_writer_reader_and_resume(tmp_path, monkeypatch, capfd):
   lengths = _write_corpus(str(tmp_path / "audio"), n=8)
   bad = tmp_path / "audio" / "broken.flac"
   bad.write_bytes(b"garbage")
   rows = [(p, "x", "") for p in sorted(lengths)] + [(str(bad), "y", "")]
   _manifest(tmp_path / "m.csv", rows)
   out = str(tmp_path / "records")
-  proc = subprocess.run([sys.executable, "-m", "cola_tf.data.make_tfrecords", "--manifest",
-                         str(tmp_path / "m.csv"), "--out", out, "--shards", "3", "--workers", "2"],
-                        cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stdout + proc.stderr
-  assert f"skipped bad file {bad}" in proc.stdout
-  assert "done: 8 clips in 3 shards, 1 bad files skipped" in proc.stdout
+  pools = _recording_pools(monkeypatch)
+  tfrecord_writer.make_tfrecords(str(tmp_path / "m.csv"), out, 3, workers=2)
+  written = capfd.readouterr()
+  assert f"skipped bad file {bad}" in written.out
+  assert "done: 8 clips in 3 shards, 1 bad files skipped" in written.out
+  # The pool's workers were SIGTERMed at the end of every parallel write, some while their
+  # interpreter was already shutting down: now and then one printed "Exception ignored in:
+  # <module 'threading'> ... AssertionError" after the work was done. They now leave on
+  # their own: exit code 0, nothing printed.
+  workers = pools[0]._pool  # pylint: disable=protected-access
+  assert len(workers) == 2 and [w.exitcode for w in workers] == [0, 0]
+  assert "Exception ignored" not in written.err
   source = tfrecord_source.TFRecordSource(os.path.join(out, "shard-*.tfrecord"))
   assert len(source) == 8
   got = _lengths(source)

@@ -91,6 +91,22 @@ def test_prior_curves_are_the_arms_not_run_again(tmp_path):
     curves.read_prior(str(path), [])
 
 
+def test_verdict_names_the_spread_only_with_seeds_to_measure_it():
+  """One seed above its control was reported 'beyond the seed spread'; a spread needs seeds."""
+  sys.path.insert(0, os.path.join(REPO, "experiments", "generated_speech"))
+  import run  # pylint: disable=import-outside-toplevel
+  stats = run.summarise([("a", 0, "keyword", 0.44), ("r", 0, "keyword", 0.20),
+                         ("r", 1, "keyword", 0.22), ("m", 0, "keyword", 0.44),
+                         ("b", 0, "keyword", 0.43), ("b", 1, "keyword", 0.45),
+                         ("b", 2, "keyword", 0.47), ("c", 0, "keyword", 0.10),
+                         ("c", 1, "keyword", 0.12)])
+  assert run.standing(stats, "a", "r", "keyword") == (
+      "above (one seed: the seed spread is unknown)")
+  assert run.standing(stats, "b", "r", "keyword").startswith("**above, beyond the seed spread**")
+  assert run.standing(stats, "b", "m", "keyword") == "above, within the seed spread"
+  assert run.standing(stats, "c", "r", "keyword").startswith("**below, beyond")
+
+
 def test_sigterm_to_the_experiment_reaches_its_child_and_stops_both(tmp_path):
   """A `kill PID` of run.py stopped it but left its trainer running (the child never got the
   signal): now the child gets it, and run.py exits 128 + 15 once the child has ended."""

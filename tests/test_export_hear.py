@@ -497,3 +497,24 @@ def test_hear_benchmark_measures_peak_memory_of_a_long_clip(trained):
   assert 0 < m["loaded_mib"] <= m["peak_mib"]
   frames = 30 * 1000 // 50 + 1
   assert m["output_mib"] == pytest.approx(frames * 192 * 4 / 2**20)
+
+
+def test_hear_benchmark_times_in_rounds_and_pairs_ratios_by_round(trained):
+  """The benchmark calls every function once per round, so a load that changes between rounds
+  (this shared machine) moves both sides of a round's ratio alike; its ratios are medians of
+  the rounds' own ratios. Then one short-clip row of the real export."""
+  from cola_tf.benchmarks import hear_embeddings  # pylint: disable=import-outside-toplevel
+  order = []
+  fns = {name: (lambda audio, name=name: order.append(name) or tf.constant([1.0]))
+         for name in ("scene", "timestamp_fast")}
+  times = hear_embeddings.time_rounds(fns, None, 3)
+  assert order == ["scene", "timestamp_fast"] * 4  # a warm-up call each, then 3 rounds
+  assert {name: len(t) for name, t in times.items()} == {"scene": 3, "timestamp_fast": 3}
+  # Load 10x higher from the third round on: fast is 2x scene's speed in all rounds but one,
+  # and the paired median says 2; a ratio of separate medians would say 10 / 2.5 = 4.
+  times = {"scene": [1.0, 1.0, 10.0, 10.0, 10.0], "timestamp_fast": [0.5, 0.5, 2.5, 5.0, 5.0]}
+  assert hear_embeddings.paired_ratio(times, "timestamp_fast", "scene") == (2.0, 2.0, 3.0)
+  row = hear_embeddings.measure(tf.saved_model.load(trained[1]), 1.0, 1, 2)
+  assert row["scene"] > 0 and row["timestamp_fast"] > 0
+  low, high = row["timestamp_fast_over_scene_quartiles"]
+  assert low <= row["timestamp_fast_over_scene"] <= high

@@ -220,6 +220,11 @@ def _run_jobs(jobs, shards, workers):
   ctx = multiprocessing.get_context("spawn")  # TF is not fork-safe
   with ctx.Pool(workers, initializer=_worker_init) as pool:
     _log_shards(pool.imap_unordered(write_shard, jobs), len(jobs), shards)
+    # Workers leave on their own: the with's terminate() would SIGTERM workers already
+    # exiting, and their handler's SystemExit then broke into their interpreter's shutdown
+    # ("Exception ignored in: <module 'threading'>", or in an atexit callback).
+    pool.close()
+    pool.join()
 
 
 def _log_shards(results, count, shards):

@@ -26,7 +26,9 @@ AUDAX = ("float32", "bfloat16")
 
 def tf_device():
   """Where our step runs: the GPU TensorFlow sees (then the comparison is on it), else 'CPU'."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from cola_tf.runtime import distribute  # pylint: disable=import-outside-toplevel
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel  (after cola_tf: its log level)
+  distribute.initialise_devices_quietly()  # no "failed call to cuInit" on a CPU machine
   gpus = tf.config.list_physical_devices("GPU")
   return f"GPU ({gpus[0].name})" if gpus else "CPU"
 
