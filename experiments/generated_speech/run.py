@@ -326,10 +326,11 @@ def standing(stats, group, other, task):
   side = "above" if mean > o_mean else "below"
   if len(values) < 2:
     return f"{side} (one seed: the seed spread is unknown)"
+  its = "every seed of it" if len(o_values) > 1 else "it"
   if side == "above" and min(values) > max(o_values) and mean - std > o_mean + o_std:
-    return "**above, beyond the seed spread** (every seed above every seed of it)"
+    return f"**above, beyond the seed spread** (every seed above {its})"
   if side == "below" and max(values) < min(o_values) and mean + std < o_mean - o_std:
-    return "**below, beyond the seed spread** (every seed below every seed of it)"
+    return f"**below, beyond the seed spread** (every seed below {its})"
   return f"{side}, within the seed spread"
 
 
