@@ -225,6 +225,8 @@ def main(argv=None):
     p.error(f"--seconds: expected comma-separated numbers, got {a.seconds!r}")
   if not lengths or min(lengths) <= 0:
     p.error(f"--seconds: expected clip lengths above 0, got {a.seconds!r}")
+  if a.repeats < 1 or a.clips < 1:
+    p.error(f"--repeats and --clips: expected at least 1, got {a.repeats} and {a.clips}")
   from cola_tf.encoders import ENCODERS  # pylint: disable=import-outside-toplevel
   encoders = (a.encoders.split(",") if a.encoders
               else [name for name, entry in ENCODERS.items() if entry.benchmarked])
