@@ -35,15 +35,24 @@ RECORD_FORMATS = ("flac", "pcm16", "wav")  # flac first: the baseline of the las
 THREADS = (1, 2)
 
 
-def machine():
-  cpu = platform.processor() or platform.machine()
+def cpu():
+  """The CPU as every figure is labelled: its model, whether it has AMX and AVX512_BF16 (bf16
+  speed depends on them), its cores."""
+  model, flags = platform.processor() or platform.machine(), set()
   try:
     with open("/proc/cpuinfo") as f:
-      cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+      lines = f.read().splitlines()
+    model = next(l.split(":", 1)[1].strip() for l in lines if l.startswith("model name"))
+    flags = set(next(l.split(":", 1)[1] for l in lines if l.startswith("flags")).split())
   except (OSError, StopIteration):
     pass
-  return (f"{cpu}; {os.cpu_count()} cores; TensorFlow {tf.__version__}; "
-          f"Python {platform.python_version()}")
+  marks = ", ".join(f"{'with' if flag in flags else 'without'} {name}"
+                    for flag, name in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512_BF16")))
+  return f"{model}, {marks}, {os.cpu_count()} cores"
+
+
+def machine():
+  return f"{cpu()}; TensorFlow {tf.__version__}; Python {platform.python_version()}"
 
 
 def make_layouts(root, clips, seconds):

@@ -33,17 +33,6 @@ def tf_device():
   return f"GPU ({gpus[0].name})" if gpus else "CPU"
 
 
-def cpu_name():
-  try:
-    with open("/proc/cpuinfo") as f:
-      text = f.read()
-  except OSError:
-    return "unknown CPU"
-  model = next((line.split(":", 1)[1].strip() for line in text.splitlines()
-                if line.startswith("model name")), "unknown CPU")
-  return f"{model}, {'with' if 'amx_bf16' in text else 'without'} AMX, {os.cpu_count()} cores"
-
-
 def _json_line(args, env=None):
   done = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
   lines = [l for l in done.stdout.splitlines() if l.startswith("{")]
@@ -106,7 +95,8 @@ def main():
   a = p.parse_args()
   rows = measure(a)
   audax_devices = sorted({r["device"] for r in rows if r["side"] == "audax"})
-  device = (f"{cpu_name()}; ours on {tf_device()}, audax on jax device "
+  from cola_tf.benchmarks import input_pipeline  # pylint: disable=import-outside-toplevel
+  device = (f"{input_pipeline.cpu()}; ours on {tf_device()}, audax on jax device "
             f"{', '.join(audax_devices)}")
   lines = table(rows, a.batch, device)
   print("\n".join(lines))

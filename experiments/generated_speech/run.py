@@ -491,6 +491,7 @@ def main(argv=None):
   os.makedirs(out, exist_ok=True)
   data = make_data(out, a.speakers, a.takes, a.unlabeled, a.data_seed, a.words)
   manifest = write_manifest(data)
+  labelled = os.path.join(data, "speech_commands")  # the probes' Speech Commands tree
   settings = fit.ProbeSettings(**{**PROBE_SETTINGS, "epochs": a.probe_epochs})
 
   curve_runs = []
@@ -523,7 +524,7 @@ def main(argv=None):
   def seed_of(name):
     return int(name.rsplit(" seed", 1)[1]) if " seed" in name else 0
 
-  probes = probe_all(out, os.path.join(data, "speech_commands"), encoders, settings)
+  probes = probe_all(out, labelled, encoders, settings)
   rows = [(group_of(n), seed_of(n), t, acc) for (n, t), acc in probes.items()]
   if not a.no_heareval:
     firsts = {f"{arm} seed0" for arm in arms} | {f"{random_group(arm)} seed0" for arm in arms}
@@ -547,13 +548,12 @@ def main(argv=None):
       runs.append((f"ablation: {variant}", model_dir))
       ablation_encoders.append((name, os.path.join(model_dir, "export")))
       variant_of[name] = variant
-    for (name, task), acc in probe_all(out, os.path.join(data, "speech_commands"),
-                                       ablation_encoders, settings).items():
+    for (name, task), acc in probe_all(out, labelled, ablation_encoders, settings).items():
       ablation_rows.append((variant_of[name], 0, task, acc))
 
   groups = [LOG_MEL] + [g for arm in arms for g in (random_group(arm), arm)]
-  words = len(speech_commands.keyword_task(os.path.join(data, "speech_commands"))[0])
-  speakers = len(speech_commands.speaker_task(os.path.join(data, "speech_commands"))[0])
+  words = len(speech_commands.keyword_task(labelled)[0])
+  speakers = len(speech_commands.speaker_task(labelled)[0])
   write_outputs(out, rows, runs, groups, ablation_rows, words, speakers, a.ablation_arm)
   with open(os.path.join(out, "results.md")) as f:
     print("\n" + f.read(), flush=True)
